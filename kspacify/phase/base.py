@@ -110,4 +110,7 @@ def create(name: str, **options: Any) -> PhaseSynthesizer:
 
 def wrap(phase: np.ndarray) -> np.ndarray:
     """Wrap radians to [-pi, pi), float32."""
-    return (np.mod(phase + np.pi, 2 * np.pi) - np.pi).astype(np.float32)
+    phase = np.asarray(phase, dtype=np.float32)
+    wrapped = phase - np.float32(2 * np.pi) * np.floor((phase + np.float32(np.pi)) * np.float32(0.5 / np.pi))
+    # float32 rounding can land exactly on +pi
+    return np.where(wrapped >= np.float32(np.pi), wrapped - np.float32(2 * np.pi), wrapped).astype(np.float32, copy=False)

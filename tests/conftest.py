@@ -1,0 +1,11 @@
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_salt(tmp_path_factory, monkeypatch):
+    """Tests never touch the user's salt file: each session gets its own config home."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "config"))
+    monkeypatch.delenv("KSPACIFY_SALT", raising=False)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -1,0 +1,63 @@
+"""No PHI in outputs: known PHI is written into DICOM headers, then every output byte is searched."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from typer.testing import CliRunner
+
+import dicom_factory as factory
+from kspacify.cli import app
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+
+
+def convert(inputs, out):
+    result = CliRunner().invoke(app, ["convert", *map(str, inputs), str(out), "--phase", "smooth", "--salt", "pepper"])
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def uids_of(paths):
+    found = set()
+    for path in paths:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        for element in ds.iterall():
+            if element.VR == "UI" and element.value:
+                values = element.value if isinstance(element.value, list) else [element.value]
+                found.update(str(v) for v in values if str(v).startswith(factory.UID_ROOT))
+    return found
+
+
+def test_no_phi_or_uid_in_output_bytes(tmp_path):
+    volume = np.random.default_rng(0).uniform(0, 1000, (5, 32, 40)).astype(np.uint16)
+    series = factory.write_series(tmp_path / "in" / "series", volume)
+    enhanced = factory.write_enhanced_mr(tmp_path / "in" / "enhanced.dcm", volume[:3], positions=[(0.0, 0.0, 2.0 * z) for z in range(3)])
+    files = [*series, enhanced]
+    out = tmp_path / "out"
+    result = convert([tmp_path / "in"], out)
+    outputs = sorted(out.glob("*.h5"))
+    assert len(outputs) == 2
+    secrets = set(factory.PHI_VALUES) | uids_of(files)
+    assert secrets
+    for output in outputs:
+        blob = output.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in blob, f"{secret!r} leaked into {output.name}"
+        # names are pseudonymous too
+        assert not any(s in output.name for s in secrets)
+    # the pseudonym is stable for the same salt and patient, and is not the ID
+    ids = {json.loads(line)["output"]: None for line in result.stdout.splitlines()}
+    assert len(ids) == 2
+
+
+def test_shipped_example_phi_does_not_leak(tmp_path):
+    out = tmp_path / "out"
+    convert([EXAMPLES / "dicom"], out)
+    (output,) = out.glob("*.h5")
+    blob = output.read_bytes()
+    for secret in ("EXAMPLE^TEMPLATE", "MNI152-EXAMPLE", "19000101", "20090101", "Example Institution", "MNI152 2009a"):
+        assert secret.encode() not in blob
+    assert not re.search(rb"1\.2\.826\.0\.1\.3680043\.[0-9.]{6,}", blob)  # pydicom-generated UIDs
