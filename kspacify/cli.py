@@ -76,6 +76,8 @@ def convert(
     batch_size: Annotated[int, typer.Option(help="Slices per phase-synthesis batch (part of what --seed reproduces).")] = 16,
     workers: Annotated[int, typer.Option(help="Worker processes converting volumes in parallel.")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (learned phase methods).")] = "auto",
+    sampler: Annotated[Optional[str], typer.Option(help="Diffusion sampler of the sbdm method (default: its fast one).", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Sampler steps of the sbdm method.", show_default=False)] = None,
     phase_opt: Annotated[Optional[list[str]], typer.Option("--phase-opt", help="KEY=VALUE setting of the phase method, e.g. smoothness=0.2 (repeatable).")] = None,
     include: Annotated[Optional[list[str]], typer.Option(help="Only files whose name or path matches this glob (repeatable).")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Skip files whose name or path matches this glob (repeatable).")] = None,
@@ -103,6 +105,7 @@ def convert(
     if batch_size < 1 or workers < 1:
         raise _fail(console, "--batch-size and --workers must be at least 1")
     options = _parse_options(phase_opt or [], console)
+    options.update({k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None})
     try:
         method, why = phase.resolve(phase_method, device)
         phase.create(method, device=device, **options)  # validate settings before any work
@@ -139,7 +142,7 @@ def convert(
     config = pipeline.ConvertConfig(
         preprocessing=preprocessing,
         phase=method,
-        phase_options={"device": device, **options},
+        phase_options={"device": device, **options},  # learned methods also read sampler/steps
         seed=seed,
         batch_size=batch_size,
         salt=salt_bytes,

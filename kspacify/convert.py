@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from kspacify import __version__, fastmri_io, phase, sources
 from kspacify.kspace import to_kspace
@@ -133,7 +134,7 @@ def synthesize(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Conv
     for start in range(0, magnitude.shape[0], config.batch_size):
         batch = magnitude[start : start + config.batch_size]
         phases = synthesizer.synthesize(batch, volume_rng(config.seed, info, start))
-        kspace[start : start + len(batch)] = to_kspace(batch, phases)
+        to_kspace(batch, phases, out=kspace[start : start + len(batch)])
     # |ifft2c(kspace)| is the magnitude itself up to float32 rounding: no inverse FFT needed
     reconstruction = magnitude
     size = config.preprocessing.size
@@ -185,6 +186,7 @@ _worker_state: dict[str, Any] = {}
 
 
 def _worker_init(config: ConvertConfig) -> None:
+    threadpool_limits(1)  # N workers x N BLAS threads would oversubscribe the cores
     _worker_state["config"] = config
     _worker_state["synthesizer"] = phase.create(config.phase, **config.phase_options)
 
@@ -215,8 +217,10 @@ def run(
         return
     if workers <= 1:
         synthesizer = phase.create(config.phase, **config.phase_options)
-        for item in todo:
-            yield convert_one(item, synthesizer, config)
+        # our matrix products are small: BLAS threads only cost, badly so on a busy machine
+        with threadpool_limits(1, user_api="blas"):
+            for item in todo:
+                yield convert_one(item, synthesizer, config)
         return
     # bounded in-flight work keeps memory flat however many volumes there are
     with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(config,)) as pool:

@@ -44,21 +44,29 @@ def ifft2c(kspace: ArrayT) -> ArrayT:
     return _centred(kspace, scipy.fft.ifft2)  # type: ignore[return-value]
 
 
-def _centred(x: np.ndarray, transform) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """transform (scipy fft2/ifft2) of x with fastMRI's shifts, on the last two axes."""
+def _centred(x: np.ndarray, transform, in_place: bool = False) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """transform (scipy fft2/ifft2) of x with fastMRI's shifts, on the last two axes; with
+    `in_place` the result is written into x (a complex array of ours)."""
     height, width = x.shape[-2:]
     if height % 2 or width % 2:
         shifted = np.fft.ifftshift(x, axes=(-2, -1))
-        return np.fft.fftshift(transform(shifted, axes=(-2, -1), norm="ortho", workers=-1), axes=(-2, -1))
-    board = np.outer(1 - 2 * (np.arange(height) % 2), 1 - 2 * (np.arange(width) % 2)).astype(np.float32)
-    out = transform(x * board, axes=(-2, -1), norm="ortho", workers=-1, overwrite_x=True)
-    out *= board if (height // 2 + width // 2) % 2 == 0 else -board
-    return out
+        result = np.fft.fftshift(transform(shifted, axes=(-2, -1), norm="ortho"), axes=(-2, -1))
+    else:
+        board = np.outer(1 - 2 * (np.arange(height) % 2), 1 - 2 * (np.arange(width) % 2)).astype(np.float32)
+        if in_place:
+            x *= board
+        result = transform(x if in_place else x * board, axes=(-2, -1), norm="ortho", overwrite_x=True)
+        result *= board if (height // 2 + width // 2) % 2 == 0 else -board
+    if in_place and result is not x:
+        x[...] = result
+        return x
+    return result
 
 
-def to_kspace(magnitude: np.ndarray, phase: np.ndarray) -> np.ndarray:
-    """Complex k-space (complex64) of the image magnitude * exp(i * phase)."""
-    image = np.empty(magnitude.shape, dtype=np.complex64)
+def to_kspace(magnitude: np.ndarray, phase: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Complex k-space (complex64) of the image magnitude * exp(i * phase), written into `out`
+    (a complex64 array of the same shape) when given."""
+    image = np.empty(magnitude.shape, dtype=np.complex64) if out is None else out
     image.real = magnitude * np.cos(phase)
     image.imag = magnitude * np.sin(phase)
-    return fft2c(image).astype(np.complex64, copy=False)
+    return _centred(image, scipy.fft.fft2, in_place=True)

@@ -44,7 +44,9 @@ class SmoothPhase:
         weight = np.exp(-2.0 * (np.pi * sigma) ** 2 * (fy[:, None] ** 2 + fx[None, :] ** 2)).astype(np.float32)
         shape = (batch, fy.size, fx.size)
         coefficients = rng.standard_normal(shape, dtype=np.float32) + 1j * rng.standard_normal(shape, dtype=np.float32)
-        field = (ey @ (coefficients * weight) @ ex.T).real
+        rows = np.einsum("ya,bax->byx", ey, coefficients * weight)  # (batch, height, nx), small
+        # Re(rows @ ex.T) as one real product: [Re rows, -Im rows] @ [Re ex.T; Im ex.T]
+        field = np.concatenate([rows.real, -rows.imag], axis=-1) @ np.concatenate([ex.real.T, ex.imag.T])
         field -= field.mean(axis=(1, 2), keepdims=True)
         field /= field.std(axis=(1, 2), keepdims=True) + 1e-12
         offset = rng.uniform(-np.pi, np.pi, size=(batch, 1, 1))

@@ -16,11 +16,25 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class NativePixels:
+    """Where an uncompressed little-endian DICOM image's values sit in its file and how to turn them
+    into numbers, found while scanning, so loading can read them without parsing the file again."""
+
+    offset: int
+    dtype: str  # numpy dtype of the stored values, e.g. "<u2"
+    bits_stored: int
+    slope: float = 1.0
+    intercept: float = 0.0
+    monochrome1: bool = False
+
+
+@dataclass(frozen=True)
 class SliceRef:
     """Where one slice's pixels live: a file, and the frame (DICOM) or slice index (NIfTI) in it."""
 
     path: str
     frame: int | None = None
+    native: NativePixels | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +70,10 @@ class VolumeInfo:
             name=data["name"],
             key=data["key"],
             patient=data["patient"],
-            slices=tuple(SliceRef(**ref) for ref in data["slices"]),
+            slices=tuple(
+                SliceRef(ref["path"], ref.get("frame"), NativePixels(**ref["native"]) if ref.get("native") else None)
+                for ref in data["slices"]
+            ),
             shape=tuple(data["shape"]),  # type: ignore[arg-type]
             spacing=tuple(data["spacing"]),  # type: ignore[arg-type]
             meta=dict(data.get("meta", {})),

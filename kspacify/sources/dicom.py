@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from .base import Pseudonymizer, Skipped, SliceRef, SourceError, VolumeInfo, stable_key
+from .base import NativePixels, Pseudonymizer, Skipped, SliceRef, SourceError, VolumeInfo, stable_key
 from .orientation import IDENTITY, InPlane, canonical_inplane
 
 __all__ = ["looks_like_dicom", "scan_dicom", "load_dicom", "CODECS_FIX"]
@@ -68,7 +68,8 @@ _SCAN_TAGS = [
     "RepetitionTime", "EchoTime", "InversionTime", "EchoNumbers", "MagneticFieldStrength", "FlipAngle",
     "TriggerTime", "MRAcquisitionType", "DiffusionBValue", "DiffusionGradientOrientation",
     "ComplexImageComponent", "SamplesPerPixel", "PhotometricInterpretation", "NumberOfFrames", "Rows",
-    "Columns", "PixelSpacing", "BitsAllocated", "PixelRepresentation", "SharedFunctionalGroupsSequence",
+    "Columns", "PixelSpacing", "BitsAllocated", "BitsStored", "PixelRepresentation", "RescaleSlope",
+    "RescaleIntercept", "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence",
     0x00430010, 0x0043102F,  # GE private creator and image type (0 magnitude, 1 phase, 2 real, 3 imaginary)
 ]
@@ -262,6 +263,7 @@ class _Image:
     instance: int | None
     acquisition: int | None
     trigger: float | None
+    native: NativePixels | None = None
 
 
 @dataclass(slots=True)
@@ -289,8 +291,9 @@ class _FileSkip(Exception):
         self.failed = failed
 
 
-def _read_header(path: str) -> tuple[Any, bool]:
-    """Header-only read; returns (dataset, has_pixel_data). Raises _FileSkip for bad files."""
+def _read_header(path: str) -> tuple[Any, bool, NativePixels | None]:
+    """Header-only read; returns (dataset, has_pixel_data, where native pixel values are, if they
+    are). Raises _FileSkip for bad files."""
     try:
         size = os.path.getsize(path)
         with _quiet(), open(path, "rb") as fh:
@@ -323,21 +326,21 @@ def _read_header(path: str) -> tuple[Any, bool]:
                 full = pydicom.dcmread(path, defer_size=256)
         except Exception:
             raise _FileSkip("damaged deflated DICOM file", failed=True) from None
-        return ds, "PixelData" in full
+        return ds, "PixelData" in full, None
     implicit, little = ds.original_encoding
     if implicit is None:
         implicit, little = False, True
     if len(tail) < 8:
         if tail or pos > size or _short_element(ds, size):
             raise _FileSkip("truncated file (header ends early)", failed=True)
-        return ds, False
+        return ds, False, None
     endian = "<" if little else ">"
     group, elem = struct.unpack(endian + "HH", tail[:4])
     tag = group << 16 | elem
     if tag in (0x7FE00008, 0x7FE00009):
         raise _FileSkip("float pixel data is not supported for MR images")
     if tag != 0x7FE00010:
-        return ds, False
+        return ds, False, None
     if implicit:
         length, header = struct.unpack(endian + "L", tail[4:8])[0], 8
     else:
@@ -352,11 +355,35 @@ def _read_header(path: str) -> tuple[Any, bool]:
             failed=True,
         )
     if length == 0:
-        return ds, False
+        return ds, False, None
     if not encapsulated_ok:
         raise _FileSkip("truncated or damaged compressed pixel data", failed=True)
-    return ds, True
+    return ds, True, _native_pixels(ds, ts, pos + header, length) if little else None
 
+
+def _native_pixels(ds: Any, ts: Any, offset: int, length: int) -> NativePixels | None:
+    """Location and decoding of a single uncompressed little-endian frame, else None (the pydicom
+    path then reads it)."""
+    if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, None) or length == 0xFFFFFFFF:
+        return None
+    rows, cols = _int(_get(ds, "Rows")), _int(_get(ds, "Columns"))
+    bits = _int(_get(ds, "BitsAllocated"))
+    frames = _int(_get(ds, "NumberOfFrames")) or 1
+    if not rows or not cols or bits not in (8, 16, 32) or frames != 1 or (_int(_get(ds, "SamplesPerPixel")) or 1) != 1:
+        return None
+    if length < rows * cols * bits // 8:
+        return None
+    signed = _int(_get(ds, "PixelRepresentation")) == 1
+    slope, intercept = _float(_get(ds, "RescaleSlope")), _float(_get(ds, "RescaleIntercept"))
+    photometric = str(_get(ds, "PhotometricInterpretation") or "MONOCHROME2").strip().upper()
+    return NativePixels(
+        offset=offset,
+        dtype=f"<{'i' if signed else 'u'}{bits // 8}",
+        bits_stored=_int(_get(ds, "BitsStored")) or bits,
+        slope=1.0 if slope is None else slope,
+        intercept=0.0 if intercept is None else intercept,
+        monochrome1=photometric == "MONOCHROME1",
+    )
 
 def _encapsulated_complete(fh: Any, pos: int, tail: bytes, size: int, ds: Any) -> bool:
     """For undefined-length (compressed) pixel data: walk the fragment items to the delimiter."""
@@ -596,7 +623,7 @@ def scan_dicom(
             yield Skipped(path, "DICOMDIR (media directory, not an image)")
             continue
         try:
-            ds, has_pixels = _read_header(path)
+            ds, has_pixels, native = _read_header(path)
             with _quiet():
                 meta_sop = str(_get(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID") or "")
                 sop = str(_get(ds, "SOPClassUID") or "") or meta_sop
@@ -631,6 +658,8 @@ def scan_dicom(
         if pid not in patients:
             patients[pid] = pseudonymize(pid)
         for fields, extra, image in images:
+            if native is not None and image.frame is None:
+                image = replace(image, native=native)
             series_uid, iop = fields[0], fields[1]
             if iop is not None:
                 for ref in orientations[series_uid]:
@@ -880,7 +909,7 @@ def _group_volumes(series_uid: str, key: tuple, group: _Group, echo: int | None,
             name=name,
             key=stable_key(series_uid, group_repr, repr(label)),
             patient=group.patient,
-            slices=tuple(SliceRef(images[i].path, images[i].frame) for i in part),
+            slices=tuple(SliceRef(images[i].path, images[i].frame, images[i].native) for i in part),
             shape=(len(part), rows, cols),
             spacing=(float(step), float(r_sp), float(c_sp)),
             meta=meta,
@@ -963,6 +992,31 @@ def _read_pixels(path: str, frames: list[int | None]) -> tuple[list[np.ndarray],
     return arrays, scales, photometric == "MONOCHROME1"
 
 
+def _read_native(path: str, native: NativePixels, shape: tuple[int, int]) -> np.ndarray:
+    """One uncompressed frame straight from the file, decoded as pydicom does it: values masked to
+    BitsStored (sign-extended when signed), then rescaled."""
+    dtype = np.dtype(native.dtype)
+    count = shape[0] * shape[1]
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(native.offset)
+            values = np.fromfile(fh, dtype=dtype, count=count)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read pixel data ({exc.strerror or exc})") from None
+    if values.size != count:
+        raise SourceError(f"{path}: pixel data ends early (file changed since scan?)")
+    unused = dtype.itemsize * 8 - native.bits_stored
+    if 0 < unused < dtype.itemsize * 8:
+        if dtype.kind == "u":
+            values &= np.array((1 << native.bits_stored) - 1, dtype=dtype)
+        else:
+            values = (values << unused) >> unused  # arithmetic shift restores the sign
+    pixels = values.reshape(shape).astype(np.float32)
+    if native.slope != 1.0 or native.intercept != 0.0:
+        pixels = pixels * np.float32(native.slope) + np.float32(native.intercept)
+    return pixels
+
+
 def load_dicom(info: VolumeInfo) -> np.ndarray:
     """Pixels of a scanned volume: float32 (slices, rows, cols), rescaled, canonical orientation."""
     inplane = _inplane_of(info)
@@ -973,7 +1027,15 @@ def load_dicom(info: VolumeInfo) -> np.ndarray:
     for i, ref in enumerate(info.slices):
         by_file[ref.path].append((i, ref.frame))
     inverted: list[int] = []
+    natives = {i: ref.native for i, ref in enumerate(info.slices)}
     for path, items in by_file.items():
+        if all(natives[i] is not None for i, _ in items):
+            for i, _ in items:
+                native = natives[i]
+                out[i] = inplane.apply(_read_native(path, native, stored))
+                if native.monochrome1:
+                    inverted.append(i)
+            continue
         arrays, scales, mono1 = _read_pixels(path, [frame for _, frame in items])
         for (i, _), arr, (slope, intercept) in zip(items, arrays, scales):
             if arr.ndim != 2 or tuple(arr.shape) != stored:

@@ -1,0 +1,277 @@
+"""Score-network checkpoints: safetensors weights + a JSON model card, never pickle.
+
+    save_checkpoint("sbdm.safetensors", model, config, extra_metadata, ema=ema, sde=sde)
+    model, card = load_checkpoint("sbdm.safetensors")   # EMA weights, eval mode, sha256 verified
+
+The .safetensors file holds two full state dicts, `model.<name>` (the raw training weights) and
+`ema.<name>` (the exponential moving average, the weights used for sampling; a copy of the raw
+weights when no EMA is given), and string metadata (format, config, SDE). Beside it, `<stem>.json` is
+the model card: format, config, SDE, the data representation, the sha256 and size of the
+.safetensors file, parameter count, and the caller's `extra_metadata` merged in over placeholder
+sections `data`, `training` (steps, ...) and `quality` (measured metrics, None until filled).
+
+`load_checkpoint` checks, in order: both files exist, the card is valid JSON of this format, the
+file's sha256 equals the card's, safetensors can parse it, card and file agree on the config, and
+the tensor names and shapes match the network the config builds. Any failure raises
+`CheckpointError` naming the problem and the fallback phase methods.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kspacify.sbdm.network import ScoreNet, ScoreNetConfig
+from kspacify.sbdm.sde import VESDE
+
+__all__ = ["EMA", "CheckpointError", "card_path", "load_checkpoint", "load_sde", "save_checkpoint", "sha256_file"]
+
+FORMAT = "kspacify-sbdm"
+FORMAT_VERSION = 1
+FALLBACK = "use --phase physics or --phase smooth instead"
+REPRESENTATION = (
+    "unit phasor x = (cos phi, sin phi), 2 channels, diffused with a VE SDE, conditioned on the "
+    "magnitude (1 channel) normalized so the volume's 99.5th percentile is 1; phase = atan2(x1, x0)"
+)
+
+
+class CheckpointError(RuntimeError):
+    """A score-network checkpoint is missing, corrupt or does not match its model card."""
+
+
+def _fail(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"SBDM checkpoint {path}: {problem}; {FALLBACK}")
+
+
+def card_path(path: str | Path) -> Path:
+    """The model card beside a .safetensors file: same name, .json suffix."""
+    return Path(path).with_suffix(".json")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point state (parameters and buffers).
+
+    shadow <- d * shadow + (1 - d) * current after each `update`, with d = decay, or, with
+    `warmup`, min(decay, (1 + n) / (10 + n)) after n updates so early averages are not dominated by
+    the initialization. Integer buffers are copied.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.decay = float(decay)
+        self.warmup = bool(warmup)
+        self.num_updates = 0
+        self.shadow: dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def current_decay(self) -> float:
+        if not self.warmup:
+            return self.decay
+        n = self.num_updates
+        return min(self.decay, (1.0 + n) / (10.0 + n))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = self.current_decay()
+        for name, value in model.state_dict().items():
+            shadow = self.shadow[name]
+            if shadow.is_floating_point():
+                shadow.lerp_(value.detach().to(shadow.dtype), 1.0 - d)
+            else:
+                shadow.copy_(value)
+        self.num_updates += 1
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], num_updates: int = 0) -> None:
+        missing = set(self.shadow) ^ set(state)
+        if missing:
+            raise KeyError(f"EMA state does not match the model: {sorted(missing)[:5]}")
+        for name, value in state.items():
+            self.shadow[name].copy_(value)
+        self.num_updates = num_updates
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        model.load_state_dict(self.shadow, strict=True)
+
+    def averaged_model(self, model: nn.Module) -> nn.Module:
+        """A deep copy of `model` carrying the averaged weights."""
+        averaged = copy.deepcopy(model)
+        self.copy_to(averaged)
+        return averaged
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: ScoreNet,
+    config: ScoreNetConfig | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+    *,
+    ema: EMA | None = None,
+    sde: VESDE | None = None,
+) -> dict[str, Any]:
+    """Write `path` (.safetensors) and its model card `path.json`; returns the card.
+
+    `extra_metadata` is merged (recursively) into the card, e.g. {"data": {...}, "training":
+    {"steps": 120000}, "quality": {"val_dsm_loss": 0.31}}."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"save_checkpoint: the weights file must end in .safetensors, got {path}")
+    config = model.config if config is None else config
+    if config != model.config:
+        raise ValueError("save_checkpoint: config does not match the model's config")
+    sde = VESDE() if sde is None else sde
+    raw = model.state_dict()
+    averaged = ema.state_dict() if ema is not None else raw
+    tensors = {**_tensors("model", raw), **_tensors("ema", averaged)}
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "sde": json.dumps(sde.to_dict(), sort_keys=True),
+        "sampling_weights": "ema",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+
+    card: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "weights_file": path.name,
+        "sha256": sha256_file(path),
+        "size_bytes": path.stat().st_size,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "architecture": "NCSN++-style conditional U-Net (kspacify.sbdm.network.ScoreNet)",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "config": config.to_dict(),
+        "sde": sde.to_dict(),
+        "representation": REPRESENTATION,
+        "sampling_weights": "ema",
+        "ema": {"decay": ema.decay, "updates": ema.num_updates} if ema is not None else None,
+        "data": {"description": None, "slices": None, "splits": None},
+        "training": {"steps": None, "batch_size": None, "learning_rate": None},
+        "quality": {"val_dsm_loss": None, "phase_error_deg": None, "notes": None},
+    }
+    card = _deep_merge(card, extra_metadata or {})
+    card_file = card_path(path)
+    card_tmp = card_file.with_name(card_file.name + ".tmp")
+    card_tmp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    card_tmp.replace(card_file)
+    return card
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", weights: str = "ema"
+) -> tuple[ScoreNet, dict[str, Any]]:
+    """Load a checkpoint written by `save_checkpoint` (path to the .safetensors or its .json card).
+
+    Returns (model in eval mode on `device`, model card). `weights`: "ema" (default, for sampling)
+    or "model" (the raw training weights). Raises CheckpointError on any problem."""
+    from safetensors import SafetensorError, safe_open
+
+    if weights not in ("ema", "model"):
+        raise ValueError(f"load_checkpoint: weights must be 'ema' or 'model', got {weights!r}")
+    path = Path(path)
+    card_file = path if path.suffix == ".json" else card_path(path)
+    if not card_file.is_file():
+        if path.suffix == ".json" or not path.exists():
+            raise _fail(path, "file not found")
+        raise _fail(path, f"model card {card_file.name} not found beside the weights")
+    try:
+        card = json.loads(card_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(card_file, f"model card is not valid JSON ({exc})") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise _fail(card_file, f"model card is not a {FORMAT} card")
+    if card.get("format_version") != FORMAT_VERSION:
+        raise _fail(card_file, f"model card format_version {card.get('format_version')!r} is not {FORMAT_VERSION}")
+    weights_file = card_file.with_name(str(card.get("weights_file", ""))) if path.suffix == ".json" else path
+    if not weights_file.is_file():
+        raise _fail(weights_file, "weights file not found")
+    expected = card.get("sha256")
+    actual = sha256_file(weights_file)
+    if not isinstance(expected, str) or expected.lower() != actual:
+        raise _fail(
+            weights_file,
+            f"sha256 mismatch: file is {actual}, model card says {expected} (file corrupt, truncated or replaced)",
+        )
+    try:
+        config = ScoreNetConfig.from_dict(card["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _fail(card_file, f"model card has no valid config ({exc})") from None
+    try:
+        with safe_open(str(weights_file), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            prefix = weights + "."
+            state = {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _fail(weights_file, f"not a readable safetensors file ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise _fail(weights_file, f"safetensors metadata does not say format {FORMAT}")
+    try:
+        file_config = ScoreNetConfig.from_dict(json.loads(metadata.get("config", "")))
+    except (TypeError, ValueError) as exc:
+        raise _fail(weights_file, f"safetensors metadata has no valid config ({exc})") from None
+    if file_config != config:
+        raise _fail(weights_file, "config in the weights file differs from the model card's")
+
+    model = ScoreNet(config, seed=0)
+    expected_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got_shapes = {k: tuple(v.shape) for k, v in state.items()}
+    if expected_shapes != got_shapes:
+        missing = sorted(set(expected_shapes) - set(got_shapes))
+        unexpected = sorted(set(got_shapes) - set(expected_shapes))
+        wrong = sorted(k for k in set(expected_shapes) & set(got_shapes) if expected_shapes[k] != got_shapes[k])
+        raise _fail(
+            weights_file,
+            f"{weights} weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"wrong shape {wrong[:3]})",
+        )
+    model.load_state_dict(state, strict=True)
+    model.to(device).eval()
+    if "sde" not in card:
+        try:
+            card["sde"] = json.loads(metadata.get("sde", "{}"))
+        except ValueError:
+            pass
+    return model, card
+
+
+def load_sde(card: dict[str, Any]) -> VESDE:
+    """The SDE a checkpoint was trained with (defaults where the card has none)."""
+    return VESDE.from_dict(card.get("sde") or {})
