@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from kspacify import __version__, fastmri_io, phase, sources
 from kspacify.kspace import to_kspace
-from kspacify.preprocess import Preprocessing, preprocess
+from kspacify.preprocess import Preprocessing, normalization_scale, resize, resized_spacing
 from kspacify.sources import Found, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
 
 
@@ -125,48 +125,53 @@ def volume_rng(seed: int, info: VolumeInfo, batch_start: int) -> np.random.Gener
     return np.random.default_rng([seed, int(info.key[:15], 16), batch_start])
 
 
-def synthesize(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig) -> fastmri_io.OutputVolume:
-    """Preprocess one volume, give every slice a phase, and assemble the output file's content."""
+def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig, output: Path) -> None:
+    """Normalize one volume, then slab by slab: resize, synthesize phase, transform, write.
+
+    The scale comes from the whole volume; everything else is per slice, so slabs of `batch_size`
+    slices keep memory to one slab beyond the loaded volume. `reconstruction_esc` is the magnitude
+    itself: |ifft2c(kspace)| equals it to float32 rounding, so no inverse FFT is needed.
+    """
     info = volume.info
-    row_spacing, col_spacing = info.spacing[1], info.spacing[2]
-    magnitude, scale, pixel_spacing = preprocess(volume.data, (row_spacing, col_spacing), config.preprocessing)
-    kspace = np.empty(magnitude.shape, dtype=np.complex64)
-    for start in range(0, magnitude.shape[0], config.batch_size):
-        batch = magnitude[start : start + config.batch_size]
-        phases = synthesizer.synthesize(batch, volume_rng(config.seed, info, start))
-        to_kspace(batch, phases, out=kspace[start : start + len(batch)])
-    # |ifft2c(kspace)| is the magnitude itself up to float32 rounding: no inverse FFT needed
-    reconstruction = magnitude
-    size = config.preprocessing.size
-    settings = synthesizer.settings()
-    attrs: dict[str, Any] = {
-        "acquisition": f"{info.meta.get('plane', 'unknown')}_synthetic_phase",
-        "max": float(reconstruction.max()),
-        "norm": float(np.linalg.norm(reconstruction)),
-        "patient_id": info.patient,
-        "kspacify_version": __version__,
-        "phase_method": synthesizer.name,
-        "phase_settings": settings,
-        "seed": config.seed,
-        "batch_size": config.batch_size,
-        "source_kind": info.source_kind,
-        "original_shape": list(info.shape),
-        "original_spacing_mm": list(info.spacing),
-        "pixel_spacing_mm": pixel_spacing,
-        "fit": config.preprocessing.fit,
-        "normalization_percentile": config.preprocessing.percentile,
-        "normalization_scale": scale,
-        "acquisition_meta": info.meta,
-    }
-    if settings.get("checkpoint_sha256"):
-        attrs["checkpoint_sha256"] = settings["checkpoint_sha256"]
+    prep = config.preprocessing
+    spacing = (info.spacing[1], info.spacing[2])
+    scale = normalization_scale(volume.data, prep.percentile)
+    pixel_spacing = resized_spacing(volume.data.shape[1:], spacing, prep.size, prep.fit)
     field_strength = info.meta.get("magnetic_field_strength")
     header = fastmri_io.ismrmrd_header(
-        (size, size),
-        (pixel_spacing * size, pixel_spacing * size, float(info.spacing[0])),
+        (prep.size, prep.size),
+        (pixel_spacing * prep.size, pixel_spacing * prep.size, float(info.spacing[0])),
         float(field_strength) if field_strength else None,
     )
-    return fastmri_io.OutputVolume(kspace, reconstruction, header, attrs)
+    slices = volume.data.shape[0]
+    with fastmri_io.VolumeWriter(output, (slices, prep.size, prep.size), header) as writer:
+        for start in range(0, slices, config.batch_size):
+            magnitude, _ = resize(volume.data[start : start + config.batch_size], spacing, prep.size, prep.fit)
+            magnitude *= np.float32(1.0 / scale)
+            phases = synthesizer.synthesize(magnitude, volume_rng(config.seed, info, start))
+            writer.write(start, to_kspace(magnitude, phases), magnitude)
+        settings = synthesizer.settings()
+        writer.attrs.update(
+            {
+                "acquisition": f"{info.meta.get('plane', 'unknown')}_synthetic_phase",
+                "patient_id": info.patient,
+                "kspacify_version": __version__,
+                "phase_method": synthesizer.name,
+                "phase_settings": settings,
+                "seed": config.seed,
+                "batch_size": config.batch_size,
+                "source_kind": info.source_kind,
+                "original_shape": list(info.shape),
+                "original_spacing_mm": list(info.spacing),
+                "pixel_spacing_mm": pixel_spacing,
+                "fit": prep.fit,
+                "normalization_percentile": prep.percentile,
+                "normalization_scale": scale,
+                "acquisition_meta": info.meta,
+            }
+        )
+        if settings.get("checkpoint_sha256"):
+            writer.attrs["checkpoint_sha256"] = settings["checkpoint_sha256"]
 
 
 def convert_one(item: PlannedVolume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig) -> Outcome:
@@ -174,7 +179,7 @@ def convert_one(item: PlannedVolume, synthesizer: phase.PhaseSynthesizer, config
     started = time.perf_counter()
     try:
         volume = sources.load(item.info)
-        fastmri_io.write(item.output, synthesize(volume, synthesizer, config))
+        write_volume(volume, synthesizer, config, item.output)
     except SourceError as error:
         return Outcome(item, "failed", str(error), time.perf_counter() - started)
     except OSError as error:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,28 +56,48 @@ def ismrmrd_header(size: tuple[int, int], fov_mm: tuple[float, float, float], fi
     )
 
 
-@dataclass(frozen=True)
-class OutputVolume:
-    """Everything one output file holds; `attrs` values are str, numbers or JSON-able dicts/lists."""
+class VolumeWriter:
+    """Streams one volume into a temporary HDF5 file beside `path`, slab by slab, so memory holds a
+    slab, not the volume's k-space. Leaving the `with` block normally adds `attrs` plus `max` and
+    `norm` (accumulated from the slabs) and renames the file into place; leaving it by an exception
+    deletes the temporary: an interrupted run leaves no half-written file."""
 
-    kspace: np.ndarray
-    reconstruction: np.ndarray
-    header: str
-    attrs: dict[str, Any]
+    def __init__(self, path: Path, shape: tuple[int, int, int], header: str) -> None:
+        self.path = path
+        self.attrs: dict[str, Any] = {}
+        self._temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._shape = shape
+        self._header = header
+        self._max = 0.0
+        self._sum_of_squares = 0.0
 
+    def __enter__(self) -> VolumeWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = h5py.File(self._temporary, "w", libver="earliest")
+        self._kspace = self._file.create_dataset("kspace", self._shape, dtype=np.complex64)
+        self._reconstruction = self._file.create_dataset("reconstruction_esc", self._shape, dtype=np.float32)
+        self._file.create_dataset("ismrmrd_header", data=np.bytes_(self._header.encode("utf-8")))
+        return self
 
-def write(path: Path, volume: OutputVolume) -> None:
-    """Write to a temporary file beside `path`, then rename: an interrupted run leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with h5py.File(temporary, "w", libver="earliest") as f:
-            f.create_dataset("kspace", data=volume.kspace.astype(np.complex64, copy=False))
-            f.create_dataset("reconstruction_esc", data=volume.reconstruction.astype(np.float32, copy=False))
-            f.create_dataset("ismrmrd_header", data=np.bytes_(volume.header.encode("utf-8")))
-            for key, value in volume.attrs.items():
-                f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list, tuple)) else value
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    def write(self, start: int, kspace: np.ndarray, reconstruction: np.ndarray) -> None:
+        """Slices start .. start + len(kspace) of both datasets."""
+        stop = start + len(kspace)
+        self._kspace[start:stop] = kspace
+        self._reconstruction[start:stop] = reconstruction
+        if reconstruction.size:
+            self._max = max(self._max, float(reconstruction.max()))
+            self._sum_of_squares += float(np.dot(reconstruction.ravel().astype(np.float64), reconstruction.ravel()))
+
+    def __exit__(self, error_type: type[BaseException] | None, *rest: object) -> None:
+        try:
+            if error_type is None:
+                attrs = {**self.attrs, "max": self._max, "norm": float(np.sqrt(self._sum_of_squares))}
+                for key, value in attrs.items():
+                    is_json = isinstance(value, (dict, list, tuple))
+                    self._file.attrs[key] = json.dumps(value, sort_keys=True) if is_json else value
+            self._file.close()
+            if error_type is None:
+                os.replace(self._temporary, self.path)
+        finally:
+            if self._temporary.exists():
+                self._temporary.unlink()

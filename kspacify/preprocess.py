@@ -66,11 +66,17 @@ def fitted_shape(shape: tuple[int, int], spacing: tuple[float, float], size: int
     return max(rows, size), max(cols, size)
 
 
+def resized_spacing(shape: tuple[int, int], spacing: tuple[float, float], size: int, fit: Fit) -> float:
+    """The (square) pixel spacing in mm after `resize`."""
+    rows, _ = fitted_shape(shape, spacing, size, fit)
+    return float(shape[0] * spacing[0] / rows)
+
+
 def resize(volume: np.ndarray, spacing: tuple[float, float], size: int, fit: Fit) -> tuple[np.ndarray, float]:
-    """Slices (S, H, W) -> (S, size, size) float32, and the new (square) pixel spacing in mm."""
+    """Slices (S, H, W) -> (S, size, size) float32 (a new array), and the new pixel spacing in mm."""
     slices, height, width = volume.shape
     rows, cols = fitted_shape((height, width), spacing, size, fit)
-    pixel_spacing = float(height * spacing[0] / rows)
+    pixel_spacing = resized_spacing((height, width), spacing, size, fit)
     if (rows, cols) != (height, width):
         zoom = (rows / height, cols / width)
         sigma = [0.0] + [max(0.0, (1.0 / z - 1.0) / 2.0) for z in zoom]
@@ -80,7 +86,7 @@ def resize(volume: np.ndarray, spacing: tuple[float, float], size: int, fit: Fit
         work = ndimage.zoom(work, (1.0, *zoom), order=3, mode="nearest", grid_mode=True)
         volume = np.clip(work, 0.0, None)
     if volume.shape[1:] == (size, size):
-        return volume.astype(np.float32, copy=False), pixel_spacing
+        return volume.astype(np.float32), pixel_spacing
     out = np.zeros((slices, size, size), dtype=np.float32)
     # centre-pad or centre-crop each axis
     src_r, dst_r = _centre(rows, size)

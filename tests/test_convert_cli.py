@@ -145,18 +145,34 @@ def test_phase_options_reach_the_method_and_are_recorded(tmp_path):
 
 
 def test_an_interrupted_write_leaves_no_file(tmp_path):
-    class Boom(Exception):
+    class Interrupted(Exception):
         pass
 
-    class ExplodingAttrs(dict):
-        def items(self):
-            yield "acquisition", "x"
-            raise Boom()
-
-    volume = fastmri_io.OutputVolume(np.zeros((1, 8, 8), np.complex64), np.zeros((1, 8, 8), np.float32), "<x/>", ExplodingAttrs())
-    with pytest.raises(Boom):
-        fastmri_io.write(tmp_path / "v.h5", volume)
+    with pytest.raises(Interrupted):
+        with fastmri_io.VolumeWriter(tmp_path / "v.h5", (2, 8, 8), "<x/>") as writer:
+            writer.write(0, np.ones((1, 8, 8), np.complex64), np.ones((1, 8, 8), np.float32))
+            assert len(list(tmp_path.iterdir())) == 1  # the hidden temporary
+            raise Interrupted()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_source_leaves_no_file_and_the_run_goes_on(tmp_path, monkeypatch):
+    from kspacify import sources
+
+    small_nifti(tmp_path / "in" / "a.nii")
+    small_nifti(tmp_path / "in" / "b.nii", value_seed=1)
+    real_load = sources.load
+
+    def flaky(info):
+        if info.name == "a":
+            raise sources.SourceError("a.nii: disk vanished")
+        return real_load(info)
+
+    monkeypatch.setattr(sources, "load", flaky)
+    result, lines = run(tmp_path / "in", tmp_path / "out", "--phase", "smooth")
+    assert result.exit_code == 1
+    assert "a.nii: disk vanished" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.h5"]
 
 
 def test_console_script_runs_and_stdout_is_only_json(tmp_path):

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from kspacify.preprocess import normalization_scale
+
 from kspacify.kspace import fft2c
 
 log = logging.getLogger("kspacify.datasets")
@@ -127,17 +129,6 @@ class VolumeRef:
             partner=data.get("partner"),
             meta=dict(data.get("meta", {})),
         )
-
-
-def normalization_scale(magnitude: np.ndarray, percentile: float = NORMALIZATION_PERCENTILE) -> float:
-    """Divisor mapping the `percentile`-th percentile of the finite magnitudes to 1 (max if it is 0; 1 if all 0)."""
-    finite = magnitude[np.isfinite(magnitude)]
-    if finite.size == 0:
-        return 1.0
-    scale = float(np.percentile(finite, percentile))
-    if scale <= 0:
-        scale = float(finite.max())
-    return scale if scale > 0 else 1.0
 
 
 def normalize_volume(images: np.ndarray, percentile: float = NORMALIZATION_PERCENTILE) -> tuple[np.ndarray, float]:
