@@ -77,3 +77,20 @@ def test_fastmri_slice_dataset_reads_the_file_unchanged(converted):
         full = torch.from_numpy(np.stack([f["kspace"][1].real, f["kspace"][1].imag], -1))
     image = fastmri.complex_abs(fastmri.ifft2c(full))
     torch.testing.assert_close(image, sample.target, atol=1e-5, rtol=1e-4)
+
+
+def test_header_parses_with_the_ismrmrd_bindings(converted):
+    xsd = pytest.importorskip("ismrmrd.xsd", reason="the ismrmrd package is not installed")
+    import warnings
+
+    with h5py.File(converted) as f:
+        text = f["ismrmrd_header"][()].decode()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a value the schema's types reject is a warning there
+        header = xsd.CreateFromDocument(text)
+    encoding = header.encoding[0]
+    assert (encoding.encodedSpace.matrixSize.x, encoding.encodedSpace.matrixSize.y) == (256, 256)
+    assert (encoding.reconSpace.matrixSize.x, encoding.reconSpace.matrixSize.y) == (256, 256)
+    limits = encoding.encodingLimits.kspace_encoding_step_1
+    assert (limits.minimum, limits.maximum, limits.center) == (0, 255, 128)
+    assert encoding.trajectory.value == "cartesian"
