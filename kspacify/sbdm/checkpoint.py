@@ -18,18 +18,18 @@ the tensor names and shapes match the network the config builds. Any failure rai
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from kspacify.sbdm.network import ScoreNet, ScoreNetConfig
 from kspacify.sbdm.sde import VESDE
+from kspacify.training.checkpoint import card_path, sha256_file
+from kspacify.training.checkpoint import deep_merge as _deep_merge
+from kspacify.training.ema import EMA
 
 __all__ = ["EMA", "CheckpointError", "card_path", "load_checkpoint", "load_sde", "save_checkpoint", "sha256_file"]
 
@@ -48,84 +48,6 @@ class CheckpointError(RuntimeError):
 
 def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"SBDM checkpoint {path}: {problem}; {FALLBACK}")
-
-
-def card_path(path: str | Path) -> Path:
-    """The model card beside a .safetensors file: same name, .json suffix."""
-    return Path(path).with_suffix(".json")
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class EMA:
-    """Exponential moving average of a model's floating-point state (parameters and buffers).
-
-    shadow <- d * shadow + (1 - d) * current after each `update`, with d = decay, or, with
-    `warmup`, min(decay, (1 + n) / (10 + n)) after n updates so early averages are not dominated by
-    the initialization. Integer buffers are copied.
-    """
-
-    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        self.decay = float(decay)
-        self.warmup = bool(warmup)
-        self.num_updates = 0
-        self.shadow: dict[str, torch.Tensor] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    def current_decay(self) -> float:
-        if not self.warmup:
-            return self.decay
-        n = self.num_updates
-        return min(self.decay, (1.0 + n) / (10.0 + n))
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        d = self.current_decay()
-        for name, value in model.state_dict().items():
-            shadow = self.shadow[name]
-            if shadow.is_floating_point():
-                shadow.lerp_(value.detach().to(shadow.dtype), 1.0 - d)
-            else:
-                shadow.copy_(value)
-        self.num_updates += 1
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.shadow)
-
-    def load_state_dict(self, state: dict[str, torch.Tensor], num_updates: int = 0) -> None:
-        missing = set(self.shadow) ^ set(state)
-        if missing:
-            raise KeyError(f"EMA state does not match the model: {sorted(missing)[:5]}")
-        for name, value in state.items():
-            self.shadow[name].copy_(value)
-        self.num_updates = num_updates
-
-    @torch.no_grad()
-    def copy_to(self, model: nn.Module) -> None:
-        model.load_state_dict(self.shadow, strict=True)
-
-    def averaged_model(self, model: nn.Module) -> nn.Module:
-        """A deep copy of `model` carrying the averaged weights."""
-        averaged = copy.deepcopy(model)
-        self.copy_to(averaged)
-        return averaged
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
