@@ -1,0 +1,1 @@
+"""GAN phase synthesis (pix2pix baseline of the paper): networks in `network`, training in `train`."""

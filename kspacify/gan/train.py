@@ -1,0 +1,278 @@
+"""Training the pix2pix phase GAN through the project's one loop (`kspacify.training.fit`).
+
+One step updates both parts, as pix2pix does: the discriminator on real and generated
+(magnitude, phasor) pairs, then the generator on adversarial + `l1_weight` x L1 between its unit
+phasor and the target's. Adversarial loss: LSGAN (least squares, `gan_mode="lsgan"`, the default:
+steadier on short CPU runs) or the original BCE-with-logits (`"bce"`, pix2pix's "vanilla").
+Adam lr 2e-4, betas (0.5, 0.999) for both parts, as pix2pix.
+
+Target canonicalization. The absolute phase of an MR image is arbitrary (receiver and transmit
+phase), so the target phasor is rotated so that its magnitude-weighted mean points along +x; the
+generator learns phase up to that constant, and `synthesize` adds a uniform random global phase from
+the caller's generator. Without this, L1 would average over random offsets towards a zero phasor.
+
+Augmentation: a random flip / 90-degree rotation per step, drawn from the step's seeded generator
+(`ctx.rng`), so resumed runs draw the same.
+
+Data: complex volumes read with `kspacify.datasets` (any reader: fastMRI h5, complex NIfTI, ...),
+split by patient into genTrain / genVal (`out/splits.json`, reused when present).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from kspacify.gan.network import PRESETS, Discriminator, GanConfig, Generator
+from kspacify.training import LoopConfig, Part, StepContext, TrainResult, TrainTask, World, fit
+
+__all__ = ["GAN_MODES", "GanRun", "GanTask", "PairSet", "canonical_phasor", "load_pairs", "train_gan"]
+
+GAN_MODES = ("lsgan", "bce")
+GEN_FRACTIONS = {"genTrain": 0.85, "genVal": 0.15}
+
+
+def canonical_phasor(magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) magnitude and phase -> unit phasor (B, 2, H, W) rotated so that the magnitude-weighted
+    mean phasor is real and positive (removes the arbitrary global phase)."""
+    c, s = torch.cos(phase), torch.sin(phase)
+    mc, ms = (magnitude * c).sum((-2, -1), keepdim=True), (magnitude * s).sum((-2, -1), keepdim=True)
+    norm = torch.sqrt(mc**2 + ms**2).clamp_min(1e-12)
+    ca, sa = mc / norm, ms / norm  # cos, sin of the mean angle
+    return torch.stack([c * ca + s * sa, s * ca - c * sa], dim=1)
+
+
+@dataclass
+class PairSet:
+    """Magnitude and phase slices in memory, and where they came from."""
+
+    magnitude: np.ndarray  # (N, H, W) float32
+    phase: np.ndarray  # (N, H, W) float32
+    keys: list[str]  # volume key per slice
+
+
+class _Pairs(Dataset):
+    def __init__(self, pairs: PairSet) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs.magnitude)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        magnitude = torch.from_numpy(np.ascontiguousarray(self.pairs.magnitude[index]))
+        phase = torch.from_numpy(np.ascontiguousarray(self.pairs.phase[index]))
+        return magnitude[None], canonical_phasor(magnitude[None], phase[None])[0]
+
+
+def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """The same random flip / 90-degree rotation for every tensor of the batch (dims -2, -1)."""
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    x = torch.rot90(x, k, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def _adversarial(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    if mode == "lsgan":
+        return F.mse_loss(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+class GanTask(TrainTask):
+    """pix2pix on (magnitude -> canonical unit phasor) pairs; validated by L1 on held-out pairs."""
+
+    def __init__(
+        self,
+        train: PairSet,
+        config: GanConfig,
+        val: PairSet | None = None,
+        gan_mode: str = "lsgan",
+        l1_weight: float = 100.0,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        data_description: Mapping[str, Any] | None = None,
+        augment: bool = True,
+    ) -> None:
+        if gan_mode not in GAN_MODES:
+            raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {gan_mode!r}")
+        self.train, self.val, self.config = train, val, config
+        self.gan_mode, self.l1_weight, self.lr, self.betas, self.augment = gan_mode, l1_weight, lr, tuple(betas), augment
+        self.data_description = dict(data_description or {})
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "architecture": "pix2pix: U-Net generator (magnitude -> unit phasor) + PatchGAN discriminator (kspacify.gan.network)",
+            "representation": "unit phasor (cos phi, sin phi) as kspacify.sbdm, canonicalized: magnitude-weighted mean "
+                              "phase rotated to 0 in training, a uniform random global phase added at synthesis",
+            "config": {
+                **self.config.to_dict(),
+                "loss": {"adversarial": self.gan_mode, "l1_weight": self.l1_weight, "l1_on": "unit phasor"},
+                "optimizer": {"type": "Adam", "lr": self.lr, "betas": list(self.betas)},
+                "augment": "random flip / 90-degree rotation" if self.augment else None,
+            },
+            "data": {
+                **self.data_description,
+                "training_slices": len(self.train.magnitude),
+                "validation_slices": len(self.val.magnitude) if self.val is not None else 0,
+            },
+        }  # fmt: skip
+
+    def dataset(self) -> Dataset:
+        return _Pairs(self.train)
+
+    def build(self, device: torch.device) -> dict[str, Part]:
+        generator = Generator(self.config.generator).to(device)
+        discriminator = Discriminator(self.config.discriminator).to(device)
+        for model in (generator, discriminator):  # pix2pix init: N(0, 0.02) weights, norm scales N(1, 0.02)
+            for module in model.modules():
+                if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                    nn.init.normal_(module.weight, 0.0, 0.02)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+                elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.weight is not None:
+                    nn.init.normal_(module.weight, 1.0, 0.02)
+                    nn.init.zeros_(module.bias)
+        adam = lambda m: torch.optim.Adam(m.parameters(), lr=self.lr, betas=self.betas)  # noqa: E731
+        return {"generator": Part(generator, adam(generator)), "discriminator": Part(discriminator, adam(discriminator))}
+
+    def step(self, ctx: StepContext, batch: Any) -> dict[str, torch.Tensor]:
+        magnitude, target = batch
+        if self.augment:
+            both = _augment(torch.cat([magnitude, target], dim=1), ctx.rng)
+            magnitude, target = both[:, :1], both[:, 1:]
+        G, D = ctx.models["generator"], ctx.models["discriminator"]
+        with ctx.autocast():
+            fake = G(magnitude)
+        # discriminator: real and generated pairs in one forward (one DDP forward per backward)
+        with ctx.autocast():
+            logits = D(torch.cat([torch.cat([magnitude, target], 1), torch.cat([magnitude, fake.detach()], 1)], 0))
+        real_logits, fake_logits = logits.float().chunk(2)
+        loss_d = 0.5 * (_adversarial(real_logits, True, self.gan_mode) + _adversarial(fake_logits, False, self.gan_mode))
+        ctx.update("discriminator", loss_d)
+        # generator: fool the updated discriminator and stay close (L1) to the target phasor
+        for p in D.parameters():
+            p.requires_grad_(False)
+        try:
+            with ctx.autocast():
+                adv = _adversarial(D(torch.cat([magnitude, fake], 1)).float(), True, self.gan_mode)
+            l1 = (fake.float() - target).abs().mean()
+            ctx.update("generator", adv + self.l1_weight * l1)
+        finally:
+            for p in D.parameters():
+                p.requires_grad_(True)
+        return {"loss_d": loss_d.detach(), "loss_g_adv": adv.detach(), "l1": l1.detach()}
+
+    def validate(self, models: Mapping[str, nn.Module], device: torch.device) -> dict[str, float]:
+        if self.val is None or len(self.val.magnitude) == 0:
+            return {}
+        return evaluate(models["generator"], self.val, device)
+
+    def export_tensors(self, parts: Mapping[str, Part]) -> dict[str, torch.Tensor]:
+        """Only the generator: the discriminator is not needed to synthesize (it stays in checkpoints)."""
+        part = parts["generator"]
+        return dict((part.ema.state_dict() if part.ema is not None else part.model.state_dict()).items())
+
+
+@torch.no_grad()
+def evaluate(generator: nn.Module, pairs: PairSet, device: torch.device | str = "cpu", batch_size: int = 8) -> dict[str, float]:
+    """L1 between generated and canonical target unit phasors (all pixels), and the magnitude-weighted
+    mean absolute phase error in degrees (tissue dominates; the noise background hardly counts)."""
+    l1_sum, err_sum, weight_sum, pixels = 0.0, 0.0, 0.0, 0
+    for start in range(0, len(pairs.magnitude), batch_size):
+        magnitude = torch.from_numpy(pairs.magnitude[start : start + batch_size]).to(device)
+        phase = torch.from_numpy(pairs.phase[start : start + batch_size]).to(device)
+        target = canonical_phasor(magnitude, phase)
+        fake = generator(magnitude[:, None]).float()
+        l1_sum += float((fake - target).abs().sum()) / 2
+        pixels += target[:, 0].numel()
+        error = torch.atan2(fake[:, 1] * target[:, 0] - fake[:, 0] * target[:, 1], (fake * target).sum(1)).abs()
+        err_sum += float((error * magnitude).sum())
+        weight_sum += float(magnitude.sum())
+    return {"l1": l1_sum / max(pixels, 1), "phase_error_deg": float(np.degrees(err_sum / max(weight_sum, 1e-12)))}
+
+
+def load_pairs(refs: Sequence[Any], size: int = 256) -> PairSet:
+    """Magnitude and phase of every slice of `refs` (kspacify.datasets readers), size x size."""
+    from kspacify.datasets import read_volume
+
+    magnitudes, phases, keys = [], [], []
+    for ref in refs:
+        for s in read_volume(ref, size):
+            magnitudes.append(s.magnitude.astype(np.float32))
+            phases.append(s.phase.astype(np.float32))
+            keys.append(ref.key)
+    if not magnitudes:
+        return PairSet(np.zeros((0, size, size), np.float32), np.zeros((0, size, size), np.float32), [])
+    return PairSet(np.stack(magnitudes), np.stack(phases), keys)
+
+
+@dataclass(frozen=True)
+class GanRun:
+    """What `kspacify train gan` does: data, network preset, loss, bounds."""
+
+    data: Path
+    out: Path
+    preset: str = "small"
+    gan_mode: str = "lsgan"
+    l1_weight: float = 100.0
+    lr: float = 2e-4
+    max_steps: int = 20_000
+    max_minutes: float | None = None
+    seed: int = 0
+    batch_size: int = 4
+    device: str = "auto"
+    size: int = 256
+    validate_every: int = 500
+    checkpoint_every: int = 250
+    checkpoint_minutes: float = 5.0
+    export_dir: Path | None = None  # default out/weights
+    splits: Path | None = None  # default out/splits.json
+    console: bool = True
+
+
+def train_gan(run: GanRun) -> TrainResult:
+    """Split `run.data` by patient (genTrain / genVal), train the GAN, export `gan-<preset>`."""
+    from kspacify.datasets import DatasetError, list_volumes, load_splits_with_meta, make_volume_splits, save_splits
+
+    if run.preset not in PRESETS:
+        raise ValueError(f"unknown preset {run.preset!r}; choose one of: {', '.join(PRESETS)}")
+    config = PRESETS[run.preset]
+    if run.size % config.generator.multiple:
+        raise ValueError(f"--size must be a multiple of {config.generator.multiple} for preset {run.preset}")
+    refs = list_volumes(run.data)
+    if not refs:
+        raise DatasetError(f"no complex volumes (fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy) in {run.data}")
+    split_path = run.splits or run.out / "splits.json"
+    if split_path.exists():
+        splits, _ = load_splits_with_meta(split_path)
+    else:
+        patients = len({r.patient or r.key for r in refs})
+        fractions = GEN_FRACTIONS if patients >= 2 else {"genTrain": 1.0}
+        splits = make_volume_splits(refs, fractions, run.seed)
+        if World.from_env().is_main:
+            save_splits(split_path, splits, {"seed": run.seed, "fractions": fractions, "volumes": len(refs)})
+    by_key = {r.key: r for r in refs}
+    missing = [k for name in ("genTrain", "genVal") for k in splits.get(name, []) if k not in by_key]
+    if missing or not splits.get("genTrain"):
+        raise DatasetError(f"{split_path} does not fit this data (e.g. volume {missing[0] if missing else '?'}); use another --out")
+    train = load_pairs([by_key[k] for k in splits["genTrain"]], run.size)
+    val = load_pairs([by_key[k] for k in splits.get("genVal", [])], run.size)
+    task = GanTask(
+        train, config, val if len(val.magnitude) else None, run.gan_mode, run.l1_weight, run.lr,
+        data_description={"source": str(run.data), "splits": splits, "size": run.size},
+    )  # fmt: skip
+    loop = LoopConfig(
+        out_dir=run.out, name=f"gan-{run.preset}", max_steps=run.max_steps, batch_size=run.batch_size, seed=run.seed,
+        max_minutes=run.max_minutes, device=run.device, validate_every=run.validate_every,
+        checkpoint_every=run.checkpoint_every, checkpoint_minutes=run.checkpoint_minutes,
+        select_metric="l1" if task.val is not None else None, select_mode="min", export_dir=run.export_dir,
+        console=run.console,
+    )  # fmt: skip
+    return fit(task, loop)

@@ -1,0 +1,177 @@
+"""`gan`: phase from the pix2pix GAN (kspacify.gan), one generator evaluation per slice.
+
+The fast learned fallback for machines without a GPU: `auto` takes it after `sbdm` (which needs a
+GPU) and before `physics`, whenever its checkpoint is found. The checkpoint `gan-<preset>.safetensors`
+(+ `.json` model card, sha256-checked on load) is looked for where the SBDM's is
+(`kspacify.phase.sbdm.weights_dirs`: $KSPACIFY_WEIGHTS, then the package's and the checkout's
+`weights/`); `checkpoint=PATH` overrides.
+
+The generator was trained on 256x256 slices (the card's `data.size`); other sizes are
+area-resampled to it and the unit phasor is bilinearly resampled back (wrap-safe), then phase =
+atan2. It learned phase up to a global constant (see `kspacify.gan.train`), so a uniform random
+global phase is added per slice (`offset=random`, from the passed generator). With
+`background=noise` (default) the output is the angle of magnitude x tissue weight x exp(i phase) +
+sigma (n1 + i n2) with sigma and the weight from `physics.noise_and_mask`: the noise floor gets
+uniform noise phase as in real images, which a deterministic network cannot draw.
+The magnitude is not touched: only phase is returned.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kspacify.phase.base import MethodSpec, wrap
+from kspacify.phase.sbdm import WEIGHTS_ENV, weights_dirs
+
+DEFAULT_PRESET = "small"
+FALLBACK = "use --phase physics or --phase smooth instead"
+OPTIONS = ("device", "checkpoint", "preset", "background", "offset", "batch_size")
+BACKGROUNDS = ("noise", "model")
+OFFSETS = ("random", "none")
+
+
+def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
+    """The first `gan-<preset>.safetensors` in the weights directories, or None."""
+    for directory in weights_dirs():
+        path = directory / f"gan-{preset}.safetensors"
+        if path.is_file():
+            return path
+    return None
+
+
+def load_generator(path: str | os.PathLike[str], device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
+    """(generator in eval mode, model card) of an exported GAN; ValueError naming the fallback if the
+    file is missing, corrupt (sha256), or does not match its card's config."""
+    from kspacify.gan.network import Generator, GeneratorConfig
+    from kspacify.training import PairError, load_weights
+
+    try:
+        tensors, card = load_weights(path)
+    except PairError as error:
+        raise ValueError(f"gan phase: checkpoint unusable: {error}; {FALLBACK}") from None
+    try:
+        model = Generator(GeneratorConfig(**card["config"]["generator"]))
+        model.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"gan phase: {path} does not match its model card ({error}); {FALLBACK}") from None
+    return model.to(device).eval(), card
+
+
+class GanPhase:
+    """A loaded generator; `synthesize` runs it once per slice (batched)."""
+
+    name = "gan"
+
+    def __init__(
+        self,
+        device: str = "auto",
+        checkpoint: str | os.PathLike[str] | None = None,
+        preset: str = DEFAULT_PRESET,
+        background: str = "noise",
+        offset: str = "random",
+        batch_size: int = 16,
+    ) -> None:
+        import torch
+
+        from kspacify.device import resolve_device
+
+        if background not in BACKGROUNDS:
+            raise ValueError(f"gan phase: background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
+        if offset not in OFFSETS:
+            raise ValueError(f"gan phase: offset must be one of {', '.join(OFFSETS)}, got {offset!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"gan phase: batch_size must be >= 1, got {batch_size}")
+        self.background, self.offset, self.batch_size = background, offset, int(batch_size)
+        self.device = resolve_device(device)
+        if checkpoint is None:
+            checkpoint = find_checkpoint(preset)
+            if checkpoint is None:
+                places = ", ".join(str(d) for d in weights_dirs())
+                raise ValueError(f"gan phase: no checkpoint gan-{preset}.safetensors in {places} (set ${WEIGHTS_ENV} "
+                                 f"or --phase-opt checkpoint=PATH); {FALLBACK}")  # fmt: skip
+        self.path = Path(checkpoint)
+        model, self.card = load_generator(self.path, self.device)
+        # NHWC: 4x faster generator on the CPU here (its transposed convolutions), measured
+        self.model = model.to(memory_format=torch.channels_last)
+        self.size = int(self.card.get("data", {}).get("size", 256))
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.path.name,
+            "checkpoint_sha256": self.card["sha256"],
+            "generator": self.card["config"]["generator"],
+            "size": self.size,
+            "background": self.background,
+            "offset": self.offset,
+            "device": str(self.device),
+        }
+
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        from kspacify.sbdm import phasor_to_phase
+
+        magnitude = np.nan_to_num(np.maximum(np.asarray(magnitude, dtype=np.float32), 0.0))
+        if magnitude.ndim != 3:
+            raise ValueError(f"gan phase: magnitude must be (batch, H, W), got shape {magnitude.shape}")
+        batch, height, width = magnitude.shape
+        grid = (self.size, self.size)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, batch, self.batch_size):
+                x = torch.from_numpy(magnitude[start : start + self.batch_size])[:, None].to(self.device)
+                if (height, width) != grid:
+                    x = F.interpolate(x, size=grid, mode="area" if height >= self.size else "bilinear")
+                phasor = self.model(x.contiguous(memory_format=torch.channels_last)).float()
+                if (height, width) != grid:
+                    phasor = F.interpolate(phasor, size=(height, width), mode="bilinear", align_corners=False)
+                out.append(phasor_to_phase(phasor).cpu().numpy())
+        phase = np.concatenate(out) if out else np.zeros_like(magnitude)
+        if self.offset == "random":
+            phase = phase + rng.uniform(-np.pi, np.pi, size=(batch, 1, 1)).astype(np.float32)
+        if self.background == "noise":
+            phase = _with_noise(magnitude, phase, rng)
+        return wrap(phase)
+
+
+def _with_noise(magnitude: np.ndarray, phase: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Angle of magnitude x tissue weight x exp(i phase) + sigma (n1 + i n2) (physics.py's noise model)."""
+    from kspacify.phase.physics import PhysicsSettings, noise_and_mask
+
+    settings = PhysicsSettings()
+    sigma, _, weight = noise_and_mask(magnitude, settings)
+    amplitude = magnitude * weight
+    noise = np.maximum(sigma, settings.noise_floor).astype(np.float32)[:, None, None]
+    re = amplitude * np.cos(phase) + noise * rng.standard_normal(magnitude.shape, dtype=np.float32)
+    im = amplitude * np.sin(phase) + noise * rng.standard_normal(magnitude.shape, dtype=np.float32)
+    return np.arctan2(im, re).astype(np.float32)
+
+
+def create(**options: Any) -> GanPhase:
+    """Build from CLI options; an unknown option is an error (a typo must not pass silently)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"gan phase: unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+    return GanPhase(**options)
+
+
+def usable(device: str) -> tuple[bool, str]:
+    """For `auto`: usable wherever its checkpoint is found (CPU too: one network evaluation per slice)."""
+    path = find_checkpoint()
+    if path is None:
+        return False, f"no checkpoint in weights/ (gan-{DEFAULT_PRESET}.safetensors; or set ${WEIGHTS_ENV})"
+    return True, f"checkpoint {path.name} (one network evaluation per slice)"
+
+
+METHOD = MethodSpec(
+    name="gan",
+    summary="pix2pix conditional GAN (learned; one network evaluation per slice; checkpoint in weights/)",
+    create=create,
+    auto_rank=30,
+    usable=usable,
+)
