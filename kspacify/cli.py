@@ -195,6 +195,26 @@ class _progress:
             self.bar.stop()
 
 
+train_app = typer.Typer(help="Train the phase generators (SBDM, GAN) and the reconstruction network (VarNet).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+data_app = typer.Typer(help="Build complex training data from magnitude volumes.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _register() -> None:
+    """Subcommands live in kspacify/commands/, one module each; torch is imported only when they run."""
+    from kspacify.commands import benchmark, data, train_gan, train_sbdm, train_varnet
+
+    train_app.command("sbdm")(train_sbdm.command)
+    train_app.command("gan")(train_gan.command)
+    train_app.command("varnet")(train_varnet.command)
+    data_app.command("build")(data.command)
+    app.command("benchmark")(benchmark.command)
+
+
+_register()
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import kspacify.weights
 from kspacify import phase
 from kspacify.gan.network import PRESETS, Discriminator, DiscriminatorConfig, GanConfig, Generator, GeneratorConfig, receptive_field
 from kspacify.gan.train import GanTask, PairSet, canonical_phasor, evaluate
@@ -132,10 +133,10 @@ def test_auto_picks_gan_when_sbdm_is_not_usable(weights_dir, monkeypatch, tmp_pa
     spec = registry()["sbdm"]
     monkeypatch.setitem(registry(), "sbdm", dataclasses.replace(spec, usable=lambda device: (False, "no GPU")))
     monkeypatch.setenv("KSPACIFY_WEIGHTS", str(weights_dir))
-    monkeypatch.setattr(gan_phase, "weights_dirs", lambda: [weights_dir])
+    monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [weights_dir])
     name, why = phase.resolve("auto", "cpu")
     assert name == "gan" and "sbdm" in why
-    monkeypatch.setattr(gan_phase, "weights_dirs", lambda: [tmp_path])  # no gan checkpoint anywhere
+    monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [tmp_path])  # no gan checkpoint anywhere
     assert phase.resolve("auto", "cpu")[0] == "physics"
     with pytest.raises(ValueError, match="--phase physics"):
         phase.create("gan", device="cpu")

@@ -3,7 +3,7 @@
 The fast learned fallback for machines without a GPU: `auto` takes it after `sbdm` (which needs a
 GPU) and before `physics`, whenever its checkpoint is found. The checkpoint `gan-<preset>.safetensors`
 (+ `.json` model card, sha256-checked on load) is looked for where the SBDM's is
-(`kspacify.phase.sbdm.weights_dirs`: $KSPACIFY_WEIGHTS, then the package's and the checkout's
+(`kspacify.weights.weights_dirs`: $KSPACIFY_WEIGHTS, then the package's and the checkout's
 `weights/`); `checkpoint=PATH` overrides.
 
 The generator was trained on 256x256 slices (the card's `data.size`); other sizes are
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from kspacify.phase.base import MethodSpec, wrap
-from kspacify.phase.sbdm import WEIGHTS_ENV, weights_dirs
+from kspacify.phase.physics import with_measurement_noise
+from kspacify import weights
 
 DEFAULT_PRESET = "small"
 FALLBACK = "use --phase physics or --phase smooth instead"
@@ -35,12 +36,8 @@ OFFSETS = ("random", "none")
 
 
 def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
-    """The first `gan-<preset>.safetensors` in the weights directories, or None."""
-    for directory in weights_dirs():
-        path = directory / f"gan-{preset}.safetensors"
-        if path.is_file():
-            return path
-    return None
+    """The bundled or user checkpoint `gan-<preset>.safetensors`, or None."""
+    return weights.find_weights(f"gan-{preset}")
 
 
 def load_generator(path: str | os.PathLike[str], device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
@@ -90,8 +87,8 @@ class GanPhase:
         if checkpoint is None:
             checkpoint = find_checkpoint(preset)
             if checkpoint is None:
-                places = ", ".join(str(d) for d in weights_dirs())
-                raise ValueError(f"gan phase: no checkpoint gan-{preset}.safetensors in {places} (set ${WEIGHTS_ENV} "
+                places = ", ".join(str(d) for d in weights.weights_dirs())
+                raise ValueError(f"gan phase: no checkpoint gan-{preset}.safetensors in {places} (set ${weights.WEIGHTS_ENV} "
                                  f"or --phase-opt checkpoint=PATH); {FALLBACK}")  # fmt: skip
         self.path = Path(checkpoint)
         model, self.card = load_generator(self.path, self.device)
@@ -135,21 +132,10 @@ class GanPhase:
         if self.offset == "random":
             phase = phase + rng.uniform(-np.pi, np.pi, size=(batch, 1, 1)).astype(np.float32)
         if self.background == "noise":
-            phase = _with_noise(magnitude, phase, rng)
+            phase = with_measurement_noise(magnitude, phase, rng)
         return wrap(phase)
 
 
-def _with_noise(magnitude: np.ndarray, phase: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Angle of magnitude x tissue weight x exp(i phase) + sigma (n1 + i n2) (physics.py's noise model)."""
-    from kspacify.phase.physics import PhysicsSettings, noise_and_mask
-
-    settings = PhysicsSettings()
-    sigma, _, weight = noise_and_mask(magnitude, settings)
-    amplitude = magnitude * weight
-    noise = np.maximum(sigma, settings.noise_floor).astype(np.float32)[:, None, None]
-    re = amplitude * np.cos(phase) + noise * rng.standard_normal(magnitude.shape, dtype=np.float32)
-    im = amplitude * np.sin(phase) + noise * rng.standard_normal(magnitude.shape, dtype=np.float32)
-    return np.arctan2(im, re).astype(np.float32)
 
 
 def create(**options: Any) -> GanPhase:
@@ -164,7 +150,7 @@ def usable(device: str) -> tuple[bool, str]:
     """For `auto`: usable wherever its checkpoint is found (CPU too: one network evaluation per slice)."""
     path = find_checkpoint()
     if path is None:
-        return False, f"no checkpoint in weights/ (gan-{DEFAULT_PRESET}.safetensors; or set ${WEIGHTS_ENV})"
+        return False, f"no checkpoint in weights/ (gan-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
     return True, f"checkpoint {path.name} (one network evaluation per slice)"
 
 

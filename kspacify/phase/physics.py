@@ -308,6 +308,26 @@ def noise_and_mask(
     return sigma, mask, weight
 
 
+def measured_phase(
+    phase: np.ndarray, amplitude: np.ndarray, sigma: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """The angle of amplitude x exp(i phase) + sigma (n1 + i n2): what a receiver measures. Where the
+    amplitude is at the noise floor the phase becomes uniform noise, in tissue it scatters by about
+    sigma / amplitude radians. `sigma` is one value per slice."""
+    noise = np.asarray(sigma, dtype=np.float32)[:, None, None]
+    re = amplitude * np.cos(phase) + noise * rng.standard_normal(amplitude.shape, dtype=np.float32)
+    im = amplitude * np.sin(phase) + noise * rng.standard_normal(amplitude.shape, dtype=np.float32)
+    return np.arctan2(im, re).astype(np.float32)
+
+
+def with_measurement_noise(magnitude: np.ndarray, phase: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`measured_phase` with this model's noise level and soft tissue weight estimated from the
+    magnitude: how learned methods give the noise-only background the phase real data has."""
+    settings = PhysicsSettings()
+    sigma, _, weight = noise_and_mask(magnitude, settings)
+    return measured_phase(phase, magnitude * weight, np.maximum(sigma, settings.noise_floor), rng)
+
+
 def _coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     half = max(height, width) / 2.0
     y = (np.arange(height) - (height - 1) / 2.0) / half
@@ -448,13 +468,7 @@ class PhysicsPhase:
 
         # (c) global offset, (d) noise
         clean = b0_phase + coil + draw.offset[:, None, None].astype(np.float32)
-        amplitude = magnitude * weight
-        noise_sigma = np.maximum(sigma, s.noise_floor).astype(np.float32)[:, None, None]
-        n_re = rng.standard_normal(magnitude.shape, dtype=np.float32)
-        n_im = rng.standard_normal(magnitude.shape, dtype=np.float32)
-        re = amplitude * np.cos(clean) + noise_sigma * n_re
-        im = amplitude * np.sin(clean) + noise_sigma * n_im
-        phase = wrap(np.arctan2(im, re))
+        phase = wrap(measured_phase(clean, magnitude * weight, np.maximum(sigma, s.noise_floor), rng))
         return Components(
             field_ppm=field,
             b0_phase=b0_phase,

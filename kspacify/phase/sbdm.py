@@ -1,0 +1,243 @@
+"""`sbdm`: phase drawn by the conditional score-based diffusion model (kspacify.sbdm).
+
+The checkpoint `sbdm-<preset>.safetensors` (+ its `.json` model card) is looked for in
+$KSPACIFY_WEIGHTS, then `weights/` inside the installed package, then `weights/` beside the package
+(a source checkout); `checkpoint=PATH` overrides. Its sha256 is checked against the card on load.
+
+Low-resolution diffusion. The network diffuses at its trained size, `config.image_size` of the
+checkpoint (the "diffusion size"); a larger slice is area-averaged down to that grid, the sampled
+unit phasor is bilinearly upsampled (interpolating the phasor, not the phase, is wrap-safe) and its
+angle read with atan2. That keeps the smooth part of the phase (B0 and coil fields, the bulk of it)
+at a fraction of the cost: a network evaluation costs ~ pixels, 16x less at 64x64 than at 256x256.
+What the coarse grid cannot carry is pixel-scale phase noise, and that is exactly known: a pixel is
+signal + complex Gaussian noise, so where the magnitude is at the noise floor the phase is uniform
+noise, and in tissue it scatters by ~sigma / magnitude. With `background=noise` (the default when the
+grid is coarser than the slice) the output is the angle of
+
+    magnitude x tissue_weight x exp(i phi_sampled) + sigma (n1 + i n2),
+
+with sigma and the soft tissue weight from `kspacify.phase.physics.noise_and_mask` (the same model
+the `physics` method uses), n1, n2 ~ N(0, 1) from the passed generator: background pixels get
+uniform phase drawn directly rather than a blurred, upsampled imitation of it.
+
+Training at a low resolution must build its pairs the way `to_diffusion_grid` does (magnitude
+area-averaged; target phasor = area average of magnitude x exp(i phase), normalized to unit length,
+so tissue rather than background noise sets the coarse phase).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kspacify.phase.base import MethodSpec, wrap
+from kspacify.phase.physics import with_measurement_noise
+from kspacify import weights
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_PRESET = "small"
+DEFAULT_SAMPLER = "dpm2m"
+DEFAULT_STEPS = {"dpm2m": 25}  # measured: see docs/performance.md; other samplers use their own default
+OPTIONS = ("device", "checkpoint", "preset", "sampler", "steps", "snr", "precision", "background",
+           "channels_last", "compile")
+PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+BACKGROUNDS = ("auto", "noise", "model")
+
+
+
+
+def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
+    """The bundled or user checkpoint `sbdm-<preset>.safetensors`, or None."""
+    return weights.find_weights(f"sbdm-{preset}")
+
+
+def diffusion_grid(height: int, width: int, size: int, multiple: int) -> tuple[int, int]:
+    """The grid a (height, width) slice is diffused on: the longer side becomes `size`, the other
+    keeps the aspect ratio, rounded to a multiple the network accepts."""
+    if height == width:
+        return size, size
+    scale = size / max(height, width)
+    return tuple(max(multiple, round(n * scale / multiple) * multiple) for n in (height, width))  # type: ignore[return-value]
+
+
+def to_diffusion_grid(
+    magnitude: torch.Tensor, grid: tuple[int, int], phase: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Magnitude (B, 1, H, W) -> (B, 1, *grid) by area averaging; with `phase` (B, H, W) also the
+    target unit phasor (B, 2, *grid): the area average of magnitude x exp(i phase), normalized
+    (the pair a low-resolution model is trained on)."""
+    import torch
+    import torch.nn.functional as F
+
+    def area(x: torch.Tensor) -> torch.Tensor:
+        return x if tuple(x.shape[-2:]) == tuple(grid) else F.interpolate(x, size=grid, mode="area")
+
+    coarse = area(magnitude)
+    if phase is None:
+        return coarse, None
+    weighted = area(magnitude * torch.stack([torch.cos(phase), torch.sin(phase)], dim=1))
+    norm = torch.linalg.vector_norm(weighted, dim=1, keepdim=True)
+    return coarse, weighted / norm.clamp_min(1e-12)
+
+
+def _flag(name: str, value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"sbdm phase: {name} must be true or false, got {value!r}")
+
+
+class SbdmPhase:
+    """A loaded checkpoint plus sampling options; `synthesize` draws one phase map per slice."""
+
+    name = "sbdm"
+
+    def __init__(
+        self,
+        device: str = "auto",
+        checkpoint: str | os.PathLike[str] | None = None,
+        preset: str = DEFAULT_PRESET,
+        sampler: str | None = None,
+        steps: int | None = None,
+        snr: float | None = None,
+        precision: str = "auto",
+        background: str = "auto",
+        channels_last: bool | str = True,
+        compile: bool | str = False,
+    ) -> None:
+        import torch
+
+        from kspacify.device import resolve_device
+        from kspacify.sbdm import SAMPLERS, CheckpointError, load_checkpoint, load_sde, make_sampler
+        from kspacify.sbdm.checkpoint import FALLBACK
+
+        sampler = sampler or DEFAULT_SAMPLER
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sbdm phase: unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+        if snr is not None and sampler != "pc":
+            raise ValueError(f"sbdm phase: snr is an option of the pc sampler, not {sampler}")
+        self.sampler = make_sampler(sampler, **({"snr": float(snr)} if snr is not None else {}))
+        self.steps = int(steps) if steps is not None else DEFAULT_STEPS.get(sampler, self.sampler.default_steps)
+        if self.steps < 2:
+            raise ValueError(f"sbdm phase: steps must be at least 2, got {self.steps}")
+        if background not in BACKGROUNDS:
+            raise ValueError(f"sbdm phase: background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
+        self.background = background
+        self.device = resolve_device(device)
+        if precision == "auto":
+            cuda = self.device.type == "cuda"
+            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+        if precision not in PRECISIONS:
+            raise ValueError(f"sbdm phase: precision must be auto, {', '.join(PRECISIONS)}; got {precision!r}")
+        if precision != "fp32" and self.device.type != "cuda":
+            raise ValueError(f"sbdm phase: precision {precision} is for CUDA only; {self.device} runs fp32")
+        self.precision = precision
+        self.autocast_dtype = getattr(torch, PRECISIONS[precision]) if PRECISIONS[precision] else None
+
+        if checkpoint is None:
+            found = find_checkpoint(preset)
+            if found is None:
+                places = ", ".join(str(d) for d in weights.weights_dirs())
+                raise ValueError(
+                    f"sbdm phase: no checkpoint sbdm-{preset}.safetensors in {places} (set ${weights.WEIGHTS_ENV} or "
+                    f"--phase-opt checkpoint=PATH); {FALLBACK}"
+                )
+            checkpoint = found
+        self.path = Path(checkpoint)
+        try:
+            model, self.card = load_checkpoint(self.path, device=self.device)
+        except CheckpointError as error:
+            raise ValueError(str(error)) from None
+        self.sde = load_sde(self.card)
+        self.config = model.config
+        self.channels_last = _flag("channels_last", channels_last)
+        self.compiled = _flag("compile", compile)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = torch.compile(model) if self.compiled else model
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.path.name,
+            "checkpoint_sha256": self.card["sha256"],
+            "config": self.config.to_dict(),
+            "sde": self.sde.to_dict(),
+            "diffusion_size": self.config.image_size,
+            **self.sampler.settings(),
+            "steps": self.steps,
+            "nfe": self.sampler.nfe_for(self.steps),
+            "background": self.background,
+            "device": str(self.device),
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "compile": self.compiled,
+        }
+
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        from kspacify.sbdm import phasor_to_phase
+
+        magnitude = np.nan_to_num(np.maximum(np.asarray(magnitude, dtype=np.float32), 0.0))
+        if magnitude.ndim != 3:
+            raise ValueError(f"sbdm phase: magnitude must be (batch, H, W), got shape {magnitude.shape}")
+        _, height, width = magnitude.shape
+        grid = diffusion_grid(height, width, self.config.image_size, self.config.min_multiple)
+        generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**63 - 1)))
+        full = torch.from_numpy(magnitude)[:, None].to(self.device)
+        coarse, _ = to_diffusion_grid(full, grid)
+        if self.channels_last:
+            coarse = coarse.contiguous(memory_format=torch.channels_last)
+        phasor = self.sampler.sample(
+            self.model, coarse, self.sde, self.steps, generator, dtype=self.autocast_dtype
+        )
+        if grid != (height, width):
+            phasor = F.interpolate(phasor, size=(height, width), mode="bilinear", align_corners=False)
+        phase = phasor_to_phase(phasor).cpu().numpy()
+        background = self.background if self.background != "auto" else ("model" if grid == (height, width) else "noise")
+        if background == "noise":
+            phase = with_measurement_noise(magnitude, phase, rng)
+        return wrap(phase)
+
+
+
+
+def create(**options: Any) -> SbdmPhase:
+    """Build from CLI options; an unknown option is an error (a typo must not pass silently)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"sbdm phase: unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+    return SbdmPhase(**options)
+
+
+def usable(device: str) -> tuple[bool, str]:
+    """For `auto`: a checkpoint must be found (checked without importing torch) and a GPU present."""
+    path = find_checkpoint()
+    if path is None:
+        return False, f"no checkpoint in weights/ (sbdm-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
+    from kspacify.device import is_accelerator, resolve_device
+
+    try:
+        resolved = resolve_device(device)
+    except ValueError as error:
+        return False, str(error)
+    if not is_accelerator(resolved):
+        return False, "no GPU: SBDM on CPU is slow; use --phase sbdm to force it"
+    return True, f"checkpoint {path.name} on {resolved}"
+
+
+METHOD = MethodSpec(
+    name="sbdm",
+    summary="conditional score-based diffusion model (learned; checkpoint in weights/)",
+    create=create,
+    auto_rank=10,
+    usable=usable,
+)

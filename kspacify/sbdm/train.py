@@ -1,0 +1,429 @@
+"""Training the conditional score model: `kspacify train sbdm` (the paper's 2.3, on our phasor).
+
+* Data: complex slices from any `kspacify.datasets` reader (fastMRI k-space, complex NIfTI, complex
+  .npy), read at `read_size` (normalized per volume as the readers and `convert` do), then put on the
+  diffusion grid exactly as inference does (`kspacify.phase.sbdm.to_diffusion_grid`: magnitude
+  area-averaged; target = area average of magnitude x exp(i phase), normalized to a unit phasor), so
+  the network sees at training what it sees at sampling. Grid cells with no signal at all (an exactly
+  zero background, e.g. of a template) get a uniform random phase drawn once from a seed per slice:
+  that is what noise-only background looks like, and a zero target is not a phasor.
+* Splits: by patient (`VolumeRef.patient`; where a reader knows none, the first directory of the
+  volume key, so `subject/scan.npy` layouts split by subject), into JSON, reused when present.
+* Loss: `dsm_loss` (sigma(t)^2-weighted DSM, t ~ U[eps, 1]) with all noise from the step's generator,
+  so a resumed run draws what an uninterrupted one draws. Augmentation: per-step random flips of
+  (magnitude, phasor) pairs, also from the step's generator (a flipped slice is an equally valid one).
+* Validation score (`val_dsm`): the same loss on the validation slices at fixed noise levels
+  (t = (k + 1/2) / K, K = 8) with fixed noise (seeded), so numbers are comparable across steps and runs.
+* Export: the scaffold exports the EMA (or best) weights; `export_checkpoint` rewrites them in the
+  format `kspacify.sbdm.checkpoint.load_checkpoint` reads, as `sbdm-<preset>.safetensors` + card.
+
+`build_physics_pairs` makes training pairs from magnitude-only volumes with the `physics` phase model
+(for when no complex data exist); it writes complex .npy volumes that the readers above take.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from kspacify.datasets import VolumeRef, list_volumes, load_splits_with_meta, read_volume, save_splits
+from kspacify.datasets.splits import make_splits
+from kspacify.sbdm.checkpoint import save_checkpoint
+from kspacify.sbdm.network import ScoreNet, ScoreNetConfig
+from kspacify.sbdm.sde import VESDE, dsm_loss, phasor_sigma_max
+from kspacify.training import EMA, LoopConfig, Part, StepContext, TrainResult, TrainTask, World, fit, linear_warmup, load_weights
+
+__all__ = [
+    "DataError",
+    "PairSet",
+    "SbdmRun",
+    "SbdmTask",
+    "build_physics_pairs",
+    "export_checkpoint",
+    "load_pairs",
+    "patient_of",
+    "sbdm_splits",
+    "train_sbdm",
+    "val_dsm",
+]
+
+VAL_LEVELS = 8  # fixed noise levels of the validation score
+VAL_SEED = 1234  # its fixed noise
+DATASET_CARD = "dataset.json"  # a data directory's own description, copied into the model card
+
+
+class DataError(ValueError):
+    """The data cannot be used as asked (no complex volumes, too few patients, a stale splits file)."""
+
+
+def _key_seed(key: str) -> int:
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:15], 16)
+
+
+def patient_of(ref: VolumeRef) -> str:
+    """Split group of a volume: the reader's patient, else the key's first directory (subject folders)."""
+    if ref.patient and ref.patient != ref.key:
+        return ref.patient
+    return ref.key.split("/", 1)[0] if "/" in ref.key else ref.key
+
+
+@dataclass
+class PairSet:
+    """Training pairs on the diffusion grid: magnitude (N, 1, g, g), unit phasor (N, 2, g, g)."""
+
+    magnitude: torch.Tensor
+    phasor: torch.Tensor
+    volumes: list[str]
+    skipped_slices: int = 0
+
+    def __len__(self) -> int:
+        return int(self.magnitude.shape[0])
+
+
+def load_pairs(
+    refs: Sequence[VolumeRef], read_size: int, diffusion_size: int, seed: int = 0, min_signal: float = 0.02
+) -> PairSet:
+    """Read volumes and put every slice with signal on the diffusion grid as inference does. Slices
+    whose fraction of pixels above 0.1 (normalized) is below `min_signal` are skipped: no phase to learn."""
+    from kspacify.phase.sbdm import to_diffusion_grid
+
+    grid = (diffusion_size, diffusion_size)
+    mags, phasors, skipped = [], [], 0
+    for ref in refs:
+        for s in read_volume(ref, read_size):
+            magnitude = s.magnitude
+            if float(np.mean(magnitude > 0.1)) < min_signal:
+                skipped += 1
+                continue
+            mag = torch.from_numpy(magnitude)[None, None]
+            coarse, phasor = to_diffusion_grid(mag, grid, torch.from_numpy(s.phase)[None])
+            assert phasor is not None
+            empty = torch.linalg.vector_norm(phasor, dim=1) < 0.5  # (1, g, g): no signal in the cell
+            if bool(empty.any()):
+                rng = np.random.default_rng([seed, _key_seed(ref.key), s.slice_index])
+                angle = torch.from_numpy(rng.uniform(-math.pi, math.pi, size=grid).astype(np.float32))[None]
+                fill = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+                phasor = torch.where(empty[:, None], fill, phasor)
+            mags.append(coarse[0])
+            phasors.append(phasor[0])
+    if not mags:
+        raise DataError(f"no slices with signal in {len(refs)} volume(s)")
+    return PairSet(torch.stack(mags).float(), torch.stack(phasors).float(), [r.key for r in refs], skipped)
+
+
+def sbdm_splits(refs: Sequence[VolumeRef], path: Path, seed: int = 0, val_fraction: float = 0.1) -> dict[str, list[str]]:
+    """genTrain / genVal volume keys, split by patient (`patient_of`): read from `path` when it exists
+    (every key must still be in the data), else made from `seed` and written there (rank 0 only)."""
+    keys = {ref.key for ref in refs}
+    if path.exists():
+        splits, _ = load_splits_with_meta(path)
+        listed = [k for name in ("genTrain", "genVal") for k in splits.get(name, [])]
+        missing = sorted(k for k in listed if k not in keys)
+        if missing or not splits.get("genTrain"):
+            raise DataError(f"{path} does not fit this data (e.g. volume {missing[0] if missing else '?'} is not in it); "
+                            "use another --out or --splits file")  # fmt: skip
+        return {"genTrain": list(splits["genTrain"]), "genVal": list(splits.get("genVal", []))}
+    by_patient: dict[str, list[str]] = {}
+    for ref in refs:
+        by_patient.setdefault(patient_of(ref), []).append(ref.key)
+    if len(by_patient) < 2:
+        raise DataError(f"found {len(refs)} volume(s) of 1 patient; a patient-level validation split needs at least 2")
+    n_val = min(max(1, round(val_fraction * len(by_patient))), len(by_patient) - 1)
+    fractions = {"genTrain": 1.0 - n_val / len(by_patient), "genVal": n_val / len(by_patient)}
+    groups = make_splits(by_patient, fractions, seed)
+    splits = {name: sorted(k for p in groups.get(name, []) for k in by_patient[p]) for name in ("genTrain", "genVal")}
+    if World.from_env().is_main:
+        save_splits(path, splits, {"seed": seed, "fractions": fractions, "patients": len(by_patient), "volumes": len(refs),
+                                   "grouping": "VolumeRef.patient, else the first directory of the volume key"})  # fmt: skip
+    return splits
+
+
+class _Pairs(Dataset):
+    def __init__(self, pairs: PairSet) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pairs.magnitude[index], self.pairs.phasor[index]
+
+
+@torch.no_grad()
+def val_dsm(model: nn.Module, pairs: PairSet, sde: VESDE, device: torch.device, batch_size: int = 16,
+            levels: int = VAL_LEVELS, seed: int = VAL_SEED) -> dict[str, float]:  # fmt: skip
+    """The DSM loss on `pairs` at `levels` fixed noise levels with fixed noise: comparable across steps.
+    `val_dsm` is the mean over levels (an estimate of the training objective), `val_dsm_low` the mean
+    over sigma < 1, where the phase detail is decided."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    ts = (torch.arange(levels, dtype=torch.float64) + 0.5) / levels * (1 - sde.eps) + sde.eps
+    sigmas = [float(sde.marginal_std(float(t))) for t in ts]
+    totals = [0.0] * levels
+    for start in range(0, len(pairs), batch_size):
+        mag = pairs.magnitude[start : start + batch_size].to(device)
+        x0 = pairs.phasor[start : start + batch_size].to(device)
+        for k, sigma in enumerate(sigmas):
+            z = torch.randn(x0.shape, generator=generator, device=device)
+            s = torch.full((x0.shape[0],), sigma, device=device)
+            score = model(x0 + sigma * z, s, mag)
+            totals[k] += float(((sigma * score.float() + z) ** 2).mean(dim=(1, 2, 3)).sum())
+    per_level = [t / len(pairs) for t in totals]
+    low = [v for v, s in zip(per_level, sigmas) if s < 1.0]
+    out = {"val_dsm": float(np.mean(per_level)), "val_dsm_low": float(np.mean(low)) if low else float("nan")}
+    out.update({f"val_dsm@{s:.3g}": v for s, v in zip(sigmas, per_level)})
+    return out
+
+
+class SbdmTask(TrainTask):
+    """The conditional score network trained by sigma^2-weighted DSM (see the module doc)."""
+
+    def __init__(
+        self,
+        train: PairSet,
+        val: PairSet | None,
+        net: ScoreNetConfig,
+        sde: VESDE,
+        lr: float = 1e-4,
+        warmup_steps: int = 5000,
+        grad_clip: float = 1.0,
+        ema_decay: float = 0.999,
+        flips: bool = True,
+        data_description: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.train, self.val, self.net, self.sde = train, val, net, sde
+        self.lr, self.warmup_steps, self.grad_clip, self.ema_decay, self.flips = lr, warmup_steps, grad_clip, ema_decay, flips
+        self.data_description = dict(data_description or {})
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "architecture": "NCSN++-style conditional U-Net (kspacify.sbdm.network.ScoreNet)",
+            "config": {
+                "score_net": self.net.to_dict(),
+                "diffusion_size": self.net.image_size,
+                "sde": self.sde.to_dict(),
+                "loss": "sigma(t)^2-weighted denoising score matching on the unit phasor, t ~ U[eps, 1]",
+                "optimizer": {"type": "Adam", "lr": self.lr, "warmup_steps": self.warmup_steps,
+                              "grad_clip": self.grad_clip, "ema_decay": self.ema_decay},
+                "augmentation": "random vertical/horizontal flips per step" if self.flips else None,
+            },  # fmt: skip
+            "data": {
+                **self.data_description,
+                "train_slices": len(self.train),
+                "val_slices": len(self.val) if self.val is not None else 0,
+            },
+        }
+
+    def dataset(self) -> Dataset:
+        return _Pairs(self.train)
+
+    def build(self, device: torch.device) -> dict[str, Part]:
+        model = ScoreNet(self.net, seed=None).to(device)  # seeded by the loop's RNG fork
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        return {"score": Part(model, optimizer, linear_warmup(optimizer, self.warmup_steps),
+                              EMA(model, self.ema_decay), self.grad_clip)}  # fmt: skip
+
+    def step(self, ctx: StepContext, batch: Any) -> dict[str, torch.Tensor]:
+        magnitude, phasor = batch
+        if self.flips:
+            flip = torch.rand(2, generator=ctx.generator, device=ctx.device) < 0.5
+            dims = [d for d, f in zip((-2, -1), flip.tolist()) if f]
+            if dims:
+                magnitude, phasor = magnitude.flip(dims), phasor.flip(dims)
+        with ctx.autocast():
+            loss = dsm_loss(ctx.models["score"], phasor, magnitude, self.sde, ctx.generator)
+        norm = ctx.update("score", loss)
+        out = {"loss": loss.detach()}
+        if norm is not None:
+            out["grad_norm"] = norm.detach()
+        return out
+
+    def validate(self, models: Mapping[str, nn.Module], device: torch.device) -> dict[str, float]:
+        if self.val is None or len(self.val) == 0:
+            return {}
+        return val_dsm(models["score"], self.val, self.sde, device)
+
+
+def export_checkpoint(result: TrainResult, net: ScoreNetConfig, sde: VESDE, path: Path, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Rewrite the scaffold's exported weights (EMA, or the best-validating) as a `kspacify-sbdm`
+    checkpoint at `path` that `load_checkpoint` reads. Both its `model.*` and `ema.*` tensors are these
+    averaged weights (the scaffold's export keeps no raw weights; sampling uses `ema`)."""
+    if result.weights is None or result.card is None:
+        raise ValueError("export_checkpoint: the run has not finished (no exported weights)")
+    tensors, card = load_weights(result.weights)
+    model = ScoreNet(net, seed=0)
+    model.load_state_dict(tensors, strict=True)
+    training = dict(card.get("training", {}))
+    training.update({"learning_rate": card["config"]["optimizer"]["lr"], "optimizer": card["config"]["optimizer"],
+                     "loss": card["config"]["loss"], "augmentation": card["config"].get("augmentation"),
+                     "raw_weights": "not kept: model.* = ema.* = the exported averaged weights"})  # fmt: skip
+    quality = {"val_dsm_loss": card.get("quality", {}).get("validation", {}).get("val_dsm"),
+               "validation": card.get("quality", {}).get("validation", {}),
+               "validation_note": f"DSM loss on genVal at {VAL_LEVELS} fixed noise levels with fixed noise (seed {VAL_SEED}); "
+                                  "an untrained network scores 1.0, lower is better"}  # fmt: skip
+    metadata = {"data": card.get("data", {}), "training": training, "quality": quality,
+                "diffusion_size": net.image_size, "trainer": "kspacify train sbdm (kspacify.sbdm.train)"}  # fmt: skip
+    from kspacify.training.checkpoint import deep_merge
+
+    return save_checkpoint(path, model, net, deep_merge(metadata, dict(extra or {})), sde=sde)
+
+
+@dataclass(frozen=True)
+class SbdmRun:
+    """What `kspacify train sbdm` does: data, network, bounds, optimization, outputs."""
+
+    data: Path
+    out: Path
+    preset: str = "small"
+    nf: int | None = None  # None: the preset's width
+    diffusion_size: int = 64
+    read_size: int = 256
+    sigma_max: float | None = None  # None: sqrt(2 g^2), Song & Ermon's rule for phasors on the g x g grid
+    max_steps: int = 100_000
+    max_minutes: float | None = None
+    batch_size: int = 8
+    lr: float = 1e-4
+    warmup_steps: int = 5000
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    device: str = "auto"
+    splits: Path | None = None  # default out/splits.json
+    val_fraction: float = 0.1
+    val_slices: int = 64  # at most this many genVal slices (evenly spaced) are scored
+    validate_every: int = 500
+    checkpoint_every: int = 200
+    checkpoint_minutes: float = 5.0
+    log_every: int = 10
+    export_dir: Path | None = None  # default out/weights
+    console: bool = True
+
+    def net(self) -> ScoreNetConfig:
+        overrides: dict[str, Any] = {"image_size": self.diffusion_size}
+        if self.nf is not None:
+            overrides["nf"] = self.nf
+        return ScoreNetConfig.preset(self.preset, **overrides)
+
+    def sde(self) -> VESDE:
+        sigma_max = self.sigma_max if self.sigma_max is not None else phasor_sigma_max(self.diffusion_size, self.diffusion_size)
+        return VESDE(sigma_max=sigma_max)
+
+
+def _subset(pairs: PairSet, count: int) -> PairSet:
+    if len(pairs) <= count:
+        return pairs
+    index = torch.from_numpy(np.linspace(0, len(pairs) - 1, count).round().astype(np.int64))
+    return PairSet(pairs.magnitude[index], pairs.phasor[index], pairs.volumes, pairs.skipped_slices)
+
+
+def train_sbdm(run: SbdmRun) -> tuple[TrainResult, dict[str, Any] | None]:
+    """Split by patient, load the pairs, train (resumable), and once max_steps is reached export
+    `sbdm-<preset>.safetensors` + card. Returns the loop's result and the checkpoint card (or None)."""
+    net, sde = run.net(), run.sde()  # a bad preset or size fails before any reading
+    if run.read_size < run.diffusion_size:
+        raise ValueError(f"read size {run.read_size} is smaller than the diffusion size {run.diffusion_size}")
+    refs = list_volumes(run.data)
+    if not refs:
+        raise DataError(f"no complex volumes (fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy) in {run.data}")
+    splits = sbdm_splits(refs, run.splits or run.out / "splits.json", run.seed, run.val_fraction)
+    by_key = {ref.key: ref for ref in refs}
+    train = load_pairs([by_key[k] for k in splits["genTrain"]], run.read_size, run.diffusion_size, run.seed)
+    val = load_pairs([by_key[k] for k in splits["genVal"]], run.read_size, run.diffusion_size, run.seed) if splits["genVal"] else None
+    val = _subset(val, run.val_slices) if val is not None else None
+    description: dict[str, Any] = {
+        "source": str(run.data),
+        "readers": sorted({ref.reader for ref in refs}),
+        "read_size": run.read_size,
+        "pairs": "to_diffusion_grid: magnitude area-averaged; phasor = normalized area average of magnitude x exp(i phase)",
+        "splits": splits,
+        "patients": {"genTrain": sorted({patient_of(by_key[k]) for k in splits["genTrain"]}),
+                     "genVal": sorted({patient_of(by_key[k]) for k in splits["genVal"]})},
+        "skipped_empty_slices": train.skipped_slices + (val.skipped_slices if val is not None else 0),
+    }  # fmt: skip
+    card_file = Path(run.data) / DATASET_CARD
+    if card_file.is_file():
+        description["build"] = json.loads(card_file.read_text(encoding="utf-8"))
+    task = SbdmTask(train, val, net, sde, run.lr, run.warmup_steps, run.grad_clip, run.ema_decay, data_description=description)
+    name = f"sbdm-{run.preset}"
+    config = LoopConfig(
+        out_dir=run.out, name=f"{name}-loop", max_steps=run.max_steps, batch_size=run.batch_size, seed=run.seed,
+        max_minutes=run.max_minutes, device=run.device, validate_every=run.validate_every,
+        checkpoint_every=run.checkpoint_every, checkpoint_minutes=run.checkpoint_minutes, log_every=run.log_every,
+        select_metric="val_dsm" if val is not None else None, select_mode="min",
+        export_dir=run.out / "loop-export", console=run.console,
+    )  # fmt: skip
+    result = fit(task, config)
+    card = None
+    if result.finished and World.from_env().is_main:
+        card = export_checkpoint(result, net, sde, (run.export_dir or run.out / "weights") / f"{name}.safetensors")
+    return result, card
+
+
+def build_physics_pairs(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    size: int = 256,
+    seed: int = 0,
+    replicates: int = 1,
+    orientations: bool = True,
+    slice_step: int = 1,
+    min_signal: float = 0.05,
+) -> dict[str, Any]:
+    """Complex training volumes from magnitude-only inputs: each volume read with `kspacify.sources`,
+    normalized and resized with `kspacify.preprocess`, given `replicates` independent `physics` phase
+    draws, and written as `out_dir/<volume name>/<orientation>-r<k>.npy` (complex64, slices x size x
+    size), so volumes of one subject share a directory (the split group). With `orientations`, 3D
+    volumes are also resliced along their other two axes. Writes and returns `out_dir/dataset.json`."""
+    from kspacify import phase as phase_methods
+    from kspacify.preprocess import Preprocessing, preprocess
+    from kspacify.sources import Pseudonymizer, Volume, discover, load, scan
+
+    out_dir = Path(out_dir)
+    physics = phase_methods.create("physics")
+    prep = Preprocessing(size=size)
+    written: list[dict[str, Any]] = []
+    for info in scan(discover([str(p) for p in inputs]), Pseudonymizer(b"kspacify-sbdm-train")):
+        if not hasattr(info, "shape"):
+            continue  # Skipped
+        volume: Volume = load(info)
+        data = volume.data
+        step, row, col = info.spacing
+        views = [("slices", data, (row, col))]
+        if orientations and min(data.shape) >= 16:
+            views += [("rows", np.ascontiguousarray(data.transpose(1, 0, 2)), (step, col)),
+                      ("cols", np.ascontiguousarray(data.transpose(2, 0, 1)), (step, row))]  # fmt: skip
+        for view, array, spacing in views:
+            magnitude, _, _ = preprocess(array, spacing, prep)
+            keep = [i for i in range(0, len(magnitude), slice_step) if float(np.mean(magnitude[i] > 0.1)) >= min_signal]
+            if not keep:
+                continue
+            magnitude = magnitude[keep]
+            for k in range(replicates):
+                rng = np.random.default_rng([seed, _key_seed(f"{info.name}/{view}"), k])
+                phi = physics.synthesize(magnitude, rng)
+                path = out_dir / info.name / f"{view}-r{k}.npy"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, (magnitude * np.exp(1j * phi)).astype(np.complex64))
+                written.append({"file": str(path.relative_to(out_dir)), "source_name": info.name, "view": view,
+                                "replicate": k, "slices": len(keep), "source_shape": list(info.shape)})  # fmt: skip
+    document = {
+        "kind": "physics phase pairs (kspacify.sbdm.train.build_physics_pairs)",
+        "inputs": [str(p) for p in inputs],
+        "magnitude": f"kspacify.sources + kspacify.preprocess (99.5th percentile = 1, {size}x{size}, fit pad)",
+        "phase": {"method": "physics", "settings": physics.settings(), "replicates": replicates, "seed": seed},
+        "slice_step": slice_step,
+        "min_signal": min_signal,
+        "volumes": written,
+        "slices": int(sum(v["slices"] for v in written)),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / DATASET_CARD).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return document

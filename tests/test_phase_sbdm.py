@@ -1,0 +1,217 @@
+"""`--phase sbdm`: checkpoint discovery, sampling, the exact noise background, auto, errors, CLI.
+
+A tiny random-init checkpoint (16x16 diffusion, ~0.2M parameters) stands in for a trained one: these
+tests check the plumbing, not the quality of the phase.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import kspacify.weights
+from kspacify import phase
+from kspacify.cli import app
+from kspacify.device import resolve_device
+from kspacify.kspace import ifft2c
+from kspacify.phase import sbdm
+from kspacify.sbdm import VESDE, ScoreNet, ScoreNetConfig, phasor_sigma_max, save_checkpoint
+from kspacify.sbdm.checkpoint import sha256_file
+
+TINY = ScoreNetConfig(
+    nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), image_size=16, dropout=0.0, input_scaling=True
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "sbdm-small.safetensors"
+    save_checkpoint(path, ScoreNet(TINY, seed=0), sde=VESDE(sigma_max=phasor_sigma_max(16, 16)))
+    return path
+
+
+def phantom(batch: int = 3, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A bright disc on a Rayleigh noise background (normalized like preprocess does); and its mask."""
+    yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
+    disc = (xx**2 + yy**2 < 0.6**2).astype(np.float32)
+    noise = np.random.default_rng(seed).normal(0, 0.02, (2, batch, size, size)).astype(np.float32)
+    magnitude = np.abs(disc + noise[0] + 1j * noise[1]).astype(np.float32)
+    return magnitude, np.broadcast_to(disc > 0, magnitude.shape)
+
+
+def synth(checkpoint: Path, **options) -> sbdm.SbdmPhase:
+    return phase.create("sbdm", device="cpu", checkpoint=str(checkpoint), **options)
+
+
+def test_output_shape_dtype_range_and_settings(checkpoint):
+    method = synth(checkpoint)
+    magnitude, _ = phantom()
+    out = method.synthesize(magnitude, np.random.default_rng(0))
+    assert out.shape == magnitude.shape and out.dtype == np.float32
+    assert np.all(out >= -np.pi) and np.all(out < np.pi)
+    settings = method.settings()
+    assert settings["checkpoint"] == checkpoint.name
+    assert settings["checkpoint_sha256"] == sha256_file(checkpoint)
+    assert settings["sampler"] == "dpm2m" and settings["nfe"] <= 50 and settings["diffusion_size"] == 16
+    json.dumps(settings)  # provenance goes into the HDF5 attributes as JSON
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds(checkpoint):
+    method = synth(checkpoint, steps=4)
+    magnitude, _ = phantom()
+    a = method.synthesize(magnitude, np.random.default_rng(7))
+    b = method.synthesize(magnitude, np.random.default_rng(7))
+    c = method.synthesize(magnitude, np.random.default_rng(8))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_low_resolution_diffusion_is_upsampled(checkpoint):
+    method = synth(checkpoint, steps=4, background="model")
+    shapes = []
+    network = method.model
+
+    def recording(x, sigma, magnitude):
+        shapes.append(tuple(x.shape))
+        return network(x, sigma, magnitude)
+
+    method.model = recording
+    magnitude, _ = phantom(batch=2, size=32)
+    out = method.synthesize(magnitude, np.random.default_rng(0))
+    assert set(shapes) == {(2, 2, 16, 16)} and len(shapes) == 4  # the whole batch, on the 16x16 grid
+    # bilinear upsampling of the phasor: neighbouring pixels differ little (away from wraps)
+    step = np.angle(np.exp(1j * np.diff(out, axis=-1)))
+    assert np.median(np.abs(step)) < 0.5
+
+
+def test_background_gets_uniform_phase_and_tissue_keeps_the_sampled_phase(checkpoint):
+    magnitude, disc = phantom(batch=4, size=32)
+    noisy = synth(checkpoint, steps=4, background="noise").synthesize(magnitude, np.random.default_rng(3))
+    plain = synth(checkpoint, steps=4, background="model").synthesize(magnitude, np.random.default_rng(3))
+    yy, xx = np.mgrid[-1:1:32j, -1:1:32j]
+    outside = np.broadcast_to(xx**2 + yy**2 > 0.8**2, magnitude.shape)  # well clear of the soft edge
+    inside = np.broadcast_to(xx**2 + yy**2 < 0.4**2, magnitude.shape)
+    background = noisy[outside]
+    assert abs(np.mean(np.exp(1j * background))) < 0.1  # no preferred direction
+    counts, _ = np.histogram(background, bins=8, range=(-np.pi, np.pi))
+    assert counts.min() > 0.7 * counts.mean() and counts.max() < 1.3 * counts.mean()
+    # in tissue (SNR 50) the added noise moves the phase by ~1/50 rad only
+    assert np.median(np.abs(np.angle(np.exp(1j * (noisy[inside] - plain[inside]))))) < 0.05
+
+
+def test_training_pairs_on_the_diffusion_grid():
+    magnitude = torch.rand(2, 1, 32, 32) + 0.1
+    phase_map = torch.full((2, 32, 32), 2.5)
+    coarse, target = sbdm.to_diffusion_grid(magnitude, (16, 16), phase_map)
+    assert coarse.shape == (2, 1, 16, 16) and target.shape == (2, 2, 16, 16)
+    torch.testing.assert_close(coarse.mean(), magnitude.mean())
+    torch.testing.assert_close(torch.atan2(target[:, 1], target[:, 0]), torch.full((2, 16, 16), 2.5))
+    torch.testing.assert_close(target.norm(dim=1), torch.ones(2, 16, 16))
+    assert sbdm.diffusion_grid(256, 256, 64, 8) == (64, 64)
+    assert sbdm.diffusion_grid(320, 256, 64, 8) == (64, 48)
+
+
+def test_finds_checkpoint_in_weights_dir_and_env(checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setenv(kspacify.weights.WEIGHTS_ENV, str(checkpoint.parent))
+    assert sbdm.find_checkpoint() == checkpoint
+    monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [tmp_path])
+    assert sbdm.find_checkpoint() is None
+    with pytest.raises(ValueError, match="--phase physics"):
+        phase.create("sbdm", device="cpu")
+
+
+def test_auto_skips_sbdm_without_checkpoint_or_gpu(checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [tmp_path])
+    ok, reason = sbdm.usable("auto")
+    assert not ok and reason.startswith("no checkpoint in weights/")
+    name, why = phase.resolve("auto", "auto")
+    assert name != "sbdm" and "sbdm: no checkpoint" in why
+    monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [checkpoint.parent])
+    ok, reason = sbdm.usable("cpu")
+    assert not ok and reason.startswith("no GPU") and "--phase sbdm" in reason
+    assert phase.resolve("auto", "cpu")[0] != "sbdm"
+
+
+def test_auto_without_checkpoint_does_not_import_torch():
+    code = (
+        "import sys; import kspacify.weights as w; w.weights_dirs = lambda: []; from kspacify.phase import sbdm; "
+        "assert not sbdm.usable('auto')[0]; assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_corrupt_checkpoint_names_the_fallback(checkpoint, tmp_path):
+    broken = tmp_path / checkpoint.name
+    data = bytearray(checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    broken.write_bytes(bytes(data))
+    (tmp_path / checkpoint.with_suffix(".json").name).write_bytes(checkpoint.with_suffix(".json").read_bytes())
+    with pytest.raises(ValueError, match="sha256 mismatch.*--phase physics"):
+        synth(broken)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"stepz": 3}, "unknown option"),
+        ({"sampler": "euler"}, "unknown sampler"),
+        ({"snr": 0.2}, "pc sampler"),
+        ({"precision": "bf16"}, "CUDA only"),
+        ({"steps": 1}, "at least 2"),
+    ],
+)
+def test_bad_options_are_errors(checkpoint, options, message):
+    with pytest.raises(ValueError, match=message):
+        synth(checkpoint, **options)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="CUDA device"):
+        resolve_device(f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}")
+
+
+def test_cli_convert_with_sbdm(checkpoint, tmp_path):
+    data = np.random.default_rng(0).uniform(0, 300, (40, 36, 3)).astype(np.float32)
+    source = tmp_path / "in.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), source)
+    out = tmp_path / "out.h5"
+    args = ["convert", str(source), str(out), "--salt", "t", "--size", "32", "--phase", "sbdm", "--device", "cpu",
+            "--steps", "3", "--phase-opt", f"checkpoint={checkpoint}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert "phase method sbdm" in result.stderr
+    with h5py.File(out) as f:
+        kspace, magnitude = f["kspace"][()], f["reconstruction_esc"][()]
+        settings = json.loads(f.attrs["phase_settings"])
+        assert f.attrs["checkpoint_sha256"] == sha256_file(checkpoint)
+    assert settings["steps"] == 3 and settings["diffusion_size"] == 16
+    np.testing.assert_allclose(np.abs(ifft2c(kspace)), magnitude, atol=1e-5 * magnitude.max())
+
+    broken = tmp_path / "broken" / checkpoint.name
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a checkpoint")
+    args[-1] = f"checkpoint={broken}"
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "--phase physics" in result.stderr and len(result.stderr.strip().splitlines()) == 1
