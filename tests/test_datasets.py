@@ -39,7 +39,7 @@ from kspacify.datasets.nifti import phase_to_radians, split_tag
 from kspacify.datasets.resize import center_crop, fourier_resize
 from kspacify.kspace import fft2c
 
-SHARED = Path("/work/shared/data/real-phase")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-phase"
 
 
 def _normalized(image: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from kspacify.phase.physics import (
     offresonance_phase,
 )
 
-REAL_PHASE = Path("/work/shared/data/real-phase")
+REAL_PHASE = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-phase"
 PI32 = np.float32(np.pi)
 
 
@@ -232,7 +232,7 @@ def test_padding_prevents_wraparound():
 REAL_FILES = ["brain_espirit_full", "brain_romeo_crop", "liver_12echo"]
 
 
-@pytest.mark.skipif(not REAL_PHASE.is_dir(), reason="real-phase data not available (/work/shared absent)")
+@pytest.mark.skipif(not REAL_PHASE.is_dir(), reason=f"real-phase data not available ({REAL_PHASE} absent)")
 @pytest.mark.parametrize("name", REAL_FILES)
 def test_gradient_statistics_within_an_order_of_magnitude_of_real(name):
     nibabel = pytest.importorskip("nibabel")

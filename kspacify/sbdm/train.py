@@ -17,8 +17,8 @@
 * Export: the scaffold exports the EMA (or best) weights; `export_checkpoint` rewrites them in the
   format `kspacify.sbdm.checkpoint.load_checkpoint` reads, as `sbdm-<preset>.safetensors` + card.
 
-`build_physics_pairs` makes training pairs from magnitude-only volumes with the `physics` phase model
-(for when no complex data exist); it writes complex .npy volumes that the readers above take.
+Where no complex data exist, `kspacify data build` (kspacify/data_build.py) makes training pairs
+from magnitude-only volumes with the `physics` phase model; its manifest goes into the model card.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ __all__ = [
     "PairSet",
     "SbdmRun",
     "SbdmTask",
-    "build_physics_pairs",
     "export_checkpoint",
     "load_pairs",
     "patient_of",
@@ -58,7 +57,7 @@ __all__ = [
 
 VAL_LEVELS = 8  # fixed noise levels of the validation score
 VAL_SEED = 1234  # its fixed noise
-DATASET_CARD = "dataset.json"  # a data directory's own description, copied into the model card
+DATASET_CARD = "manifest.json"  # `kspacify data build`'s description of a data directory, copied into the model card
 
 
 class DataError(ValueError):
@@ -366,64 +365,3 @@ def train_sbdm(run: SbdmRun) -> tuple[TrainResult, dict[str, Any] | None]:
         card = export_checkpoint(result, net, sde, (run.export_dir or run.out / "weights") / f"{name}.safetensors")
     return result, card
 
-
-def build_physics_pairs(
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    size: int = 256,
-    seed: int = 0,
-    replicates: int = 1,
-    orientations: bool = True,
-    slice_step: int = 1,
-    min_signal: float = 0.05,
-) -> dict[str, Any]:
-    """Complex training volumes from magnitude-only inputs: each volume read with `kspacify.sources`,
-    normalized and resized with `kspacify.preprocess`, given `replicates` independent `physics` phase
-    draws, and written as `out_dir/<volume name>/<orientation>-r<k>.npy` (complex64, slices x size x
-    size), so volumes of one subject share a directory (the split group). With `orientations`, 3D
-    volumes are also resliced along their other two axes. Writes and returns `out_dir/dataset.json`."""
-    from kspacify import phase as phase_methods
-    from kspacify.preprocess import Preprocessing, preprocess
-    from kspacify.sources import Pseudonymizer, Volume, discover, load, scan
-
-    out_dir = Path(out_dir)
-    physics = phase_methods.create("physics")
-    prep = Preprocessing(size=size)
-    written: list[dict[str, Any]] = []
-    for info in scan(discover([str(p) for p in inputs]), Pseudonymizer(b"kspacify-sbdm-train")):
-        if not hasattr(info, "shape"):
-            continue  # Skipped
-        volume: Volume = load(info)
-        data = volume.data
-        step, row, col = info.spacing
-        views = [("slices", data, (row, col))]
-        if orientations and min(data.shape) >= 16:
-            views += [("rows", np.ascontiguousarray(data.transpose(1, 0, 2)), (step, col)),
-                      ("cols", np.ascontiguousarray(data.transpose(2, 0, 1)), (step, row))]  # fmt: skip
-        for view, array, spacing in views:
-            magnitude, _, _ = preprocess(array, spacing, prep)
-            keep = [i for i in range(0, len(magnitude), slice_step) if float(np.mean(magnitude[i] > 0.1)) >= min_signal]
-            if not keep:
-                continue
-            magnitude = magnitude[keep]
-            for k in range(replicates):
-                rng = np.random.default_rng([seed, _key_seed(f"{info.name}/{view}"), k])
-                phi = physics.synthesize(magnitude, rng)
-                path = out_dir / info.name / f"{view}-r{k}.npy"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, (magnitude * np.exp(1j * phi)).astype(np.complex64))
-                written.append({"file": str(path.relative_to(out_dir)), "source_name": info.name, "view": view,
-                                "replicate": k, "slices": len(keep), "source_shape": list(info.shape)})  # fmt: skip
-    document = {
-        "kind": "physics phase pairs (kspacify.sbdm.train.build_physics_pairs)",
-        "inputs": [str(p) for p in inputs],
-        "magnitude": f"kspacify.sources + kspacify.preprocess (99.5th percentile = 1, {size}x{size}, fit pad)",
-        "phase": {"method": "physics", "settings": physics.settings(), "replicates": replicates, "seed": seed},
-        "slice_step": slice_step,
-        "min_signal": min_signal,
-        "volumes": written,
-        "slices": int(sum(v["slices"] for v in written)),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / DATASET_CARD).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    return document
