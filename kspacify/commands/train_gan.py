@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+
+from kspacify.commands import run_training, stderr_console, usage_error
 
 
 def command(
@@ -35,31 +35,17 @@ def command(
     --max-steps trains on; the same step count only exports). Prints one JSON line on stdout.
     Exit codes: 0 trained (or stopped by --max-minutes), 2 usage or data error.
     """
-    from kspacify.datasets import DatasetError
     from kspacify.gan.train import GanRun, train_gan
-    from kspacify.training import ResumeError, World
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = stderr_console()
 
-    def fail(message: str) -> typer.Exit:
-        console.print(f"kspacify: error: {message}", markup=False)
-        return typer.Exit(2)
+    def train():  # type: ignore[no-untyped-def]
+        return train_gan(
+            GanRun(
+                data=data, out=out, preset=preset, gan_mode=gan_mode, l1_weight=l1_weight, lr=lr, max_steps=max_steps,
+                max_minutes=max_minutes, seed=seed, batch_size=batch_size, device=device, size=size,
+                validate_every=validate_every, checkpoint_every=checkpoint_every, export_dir=export_dir, splits=splits,
+            )  # fmt: skip
+        )
 
-    if not data.exists():
-        raise fail(f"--data {data}: no such file or directory")
-    try:
-        run = GanRun(
-            data=data, out=out, preset=preset, gan_mode=gan_mode, l1_weight=l1_weight, lr=lr, max_steps=max_steps,
-            max_minutes=max_minutes, seed=seed, batch_size=batch_size, device=device, size=size,
-            validate_every=validate_every, checkpoint_every=checkpoint_every, export_dir=export_dir, splits=splits,
-        )  # fmt: skip
-        result = train_gan(run)
-    except (ValueError, TypeError, ResumeError, DatasetError, FileNotFoundError) as error:
-        raise fail(str(error))
-    except KeyboardInterrupt:
-        console.print("kspacify: interrupted; rerun the same command to resume from the last checkpoint", markup=False)
-        raise typer.Exit(130)
-    if World.from_env().is_main:
-        status = "finished" if result.finished else "stopped (max-minutes); rerun to resume"
-        print(json.dumps({"status": status, "step": result.step, "weights": str(result.weights) if result.weights else None,
-                          "validation": result.validation}), flush=True)  # fmt: skip
+    run_training(data, train, console)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+
+from kspacify.commands import run_training, stderr_console
 
 
 def command(
@@ -40,34 +40,27 @@ def command(
     trains with DistributedDataParallel. Prints one JSON line on stdout at the end.
     Exit codes: 0 trained (or stopped by --max-minutes), 2 usage or data error.
     """
-    from kspacify.datasets import DatasetError
     from kspacify.sbdm.train import SbdmRun, train_sbdm
-    from kspacify.training import ResumeError, World
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    cards: list[dict | None] = []
 
-    def fail(message: str) -> typer.Exit:
-        console.print(f"kspacify: error: {message}", markup=False)
-        return typer.Exit(2)
+    def train():  # type: ignore[no-untyped-def]
+        result, card = train_sbdm(
+            SbdmRun(
+                data=data, out=out, preset=preset, nf=nf, diffusion_size=diffusion_size, read_size=read_size, sigma_max=sigma_max,
+                max_steps=max_steps, max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                grad_clip=grad_clip, ema_decay=ema_decay, seed=seed, device=device, splits=splits,
+                validate_every=validate_every, val_slices=val_slices, checkpoint_every=checkpoint_every,
+                export_dir=export_dir,
+            )  # fmt: skip
+        )
+        cards.append(card)
+        return result
 
-    if not data.exists():
-        raise fail(f"--data {data}: no such file or directory")
-    try:
-        run = SbdmRun(
-            data=data, out=out, preset=preset, nf=nf, diffusion_size=diffusion_size, read_size=read_size, sigma_max=sigma_max,
-            max_steps=max_steps, max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-            grad_clip=grad_clip, ema_decay=ema_decay, seed=seed, device=device, splits=splits,
-            validate_every=validate_every, val_slices=val_slices, checkpoint_every=checkpoint_every,
-            export_dir=export_dir,
-        )  # fmt: skip
-        result, card = train_sbdm(run)
-    except (ValueError, TypeError, ResumeError, DatasetError, FileNotFoundError) as error:
-        raise fail(str(error))
-    except KeyboardInterrupt:
-        console.print("kspacify: interrupted; rerun the same command to resume from the last checkpoint", markup=False)
-        raise typer.Exit(130)
-    if World.from_env().is_main:
-        status = "finished" if result.finished else "stopped (max-minutes); rerun to resume"
+    def details(result):  # type: ignore[no-untyped-def]
+        """The exported checkpoint (this trainer writes its own format) and its sha256."""
+        card = cards[-1] if cards else None
         weights = (export_dir or out / "weights") / f"sbdm-{preset}.safetensors" if card else None
-        print(json.dumps({"status": status, "step": result.step, "weights": str(weights) if weights else None,
-                          "sha256": card["sha256"] if card else None, "validation": result.validation}), flush=True)  # fmt: skip
+        return {"weights": str(weights) if weights else None, "sha256": card["sha256"] if card else None}
+
+    run_training(data, train, stderr_console(), details)

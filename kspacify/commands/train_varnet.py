@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+
+from kspacify.commands import run_training, stderr_console, usage_error
 
 
 def command(
@@ -37,35 +37,21 @@ def command(
     """
     import torch
 
-    from kspacify.datasets import DatasetError
     from kspacify.recon.train import Sampling, VarNetRun, train_varnet
-    from kspacify.training import ResumeError, World
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-    def fail(message: str) -> typer.Exit:
-        console.print(f"kspacify: error: {message}", markup=False)
-        return typer.Exit(2)
-
-    if not data.exists():
-        raise fail(f"--data {data}: no such file or directory")
+    console = stderr_console()
     if threads is not None:
         if threads < 1:
-            raise fail("--threads must be >= 1")
+            raise usage_error(console, "--threads must be >= 1")
         torch.set_num_threads(threads)
-    try:
-        run = VarNetRun(
-            data=data, phase=phase_method, out=out, preset=preset, sampling=Sampling(acceleration, acs, mask),
-            max_steps=max_steps, max_minutes=max_minutes, seed=seed, batch_size=batch_size, lr=lr, device=device,
-            validate_every=validate_every, splits=splits, size=size,
-        )  # fmt: skip
-        result = train_varnet(run)
-    except (ValueError, TypeError, ResumeError, DatasetError, FileNotFoundError) as error:
-        raise fail(str(error))
-    except KeyboardInterrupt:
-        console.print("kspacify: interrupted; rerun the same command to resume from the last checkpoint", markup=False)
-        raise typer.Exit(130)
-    if World.from_env().is_main:
-        status = "finished" if result.finished else "stopped (max-minutes); rerun to resume"
-        print(json.dumps({"status": status, "step": result.step, "weights": str(result.weights) if result.weights else None,
-                          "validation": result.validation}), flush=True)  # fmt: skip
+
+    def train():  # type: ignore[no-untyped-def]
+        return train_varnet(
+            VarNetRun(
+                data=data, phase=phase_method, out=out, preset=preset, sampling=Sampling(acceleration, acs, mask),
+                max_steps=max_steps, max_minutes=max_minutes, seed=seed, batch_size=batch_size, lr=lr, device=device,
+                validate_every=validate_every, splits=splits, size=size,
+            )  # fmt: skip
+        )
+
+    run_training(data, train, console)
