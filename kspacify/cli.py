@@ -13,6 +13,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from kspacify.commands import stderr_console, usage_error
+
 app = typer.Typer(
     name="kspacify",
     help="Turn magnitude-only MRI (DICOM, NIfTI) into complex fastMRI k-space by synthesizing phase.",
@@ -32,21 +34,12 @@ class Exit(IntEnum):
     INTERRUPTED = 130
 
 
-def _console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _fail(console: Console, message: str, code: Exit = Exit.USAGE) -> typer.Exit:
-    console.print(f"kspacify: error: {message}", markup=False)
-    return typer.Exit(int(code))
-
-
 def _parse_options(pairs: list[str], console: Console) -> dict[str, object]:
     options: dict[str, object] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise _fail(console, f"--phase-opt expects KEY=VALUE, got {pair!r}")
+            raise usage_error(console, f"--phase-opt expects KEY=VALUE, got {pair!r}")
         value: object = text
         for cast in (int, float):
             try:
@@ -97,20 +90,20 @@ def convert(
     from kspacify import phase, sources
     from kspacify.preprocess import Preprocessing
 
-    console = _console()
+    console = stderr_console()
     try:
         preprocessing = Preprocessing(size=size, fit=fit, percentile=percentile)  # type: ignore[arg-type]
     except ValueError as error:
-        raise _fail(console, str(error))
+        raise usage_error(console, str(error))
     if batch_size < 1 or workers < 1:
-        raise _fail(console, "--batch-size and --workers must be at least 1")
+        raise usage_error(console, "--batch-size and --workers must be at least 1")
     options = _parse_options(phase_opt or [], console)
     options.update({k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None})
     try:
         method, why = phase.resolve(phase_method, device)
         phase.create(method, device=device, **options)  # validate settings before any work
     except (ValueError, TypeError) as error:
-        raise _fail(console, str(error))
+        raise usage_error(console, str(error))
     console.print(f"kspacify: phase method {method} ({why})", markup=False)
 
     paths: list[str] = []
@@ -118,7 +111,7 @@ def convert(
         paths.extend(_read_stdin_paths(null) if item == "-" else [item])
     single_file = out.suffix.lower() in (".h5", ".hdf5")
     if not single_file and out.exists() and not out.is_dir():
-        raise _fail(console, f"{out} exists and is not a directory (name a .h5 file or a directory)")
+        raise usage_error(console, f"{out} exists and is not a directory (name a .h5 file or a directory)")
 
     salt_bytes = pipeline.load_salt(salt)
     found = sources.discover(paths, include or (), exclude or ())
@@ -137,7 +130,7 @@ def convert(
         console.print("kspacify: nothing convertible found", markup=False)
         raise typer.Exit(int(Exit.NOTHING_FOUND))
     if single_file and len(planned.volumes) > 1:
-        raise _fail(console, f"{len(planned.volumes)} volumes found but {out} names one file: give a directory instead")
+        raise usage_error(console, f"{len(planned.volumes)} volumes found but {out} names one file: give a directory instead")
 
     config = pipeline.ConvertConfig(
         preprocessing=preprocessing,

@@ -35,11 +35,12 @@ def command(
     volume on stdout. Exit codes: 0 built, 1 some volumes failed, 2 usage error, 3 nothing found.
     """
     from kspacify import data_build, phase
-    from kspacify.cli import Exit, _console, _fail, _parse_options
+    from kspacify.cli import Exit, _parse_options
+    from kspacify.commands import stderr_console, usage_error
     from kspacify.convert import load_salt
     from kspacify.preprocess import Preprocessing
 
-    console = _console()
+    console = stderr_console()
     *inputs, out_text = paths
     out = Path(out_text)
     options = _parse_options(phase_opt or [], console)
@@ -48,7 +49,7 @@ def command(
             try:
                 options[key] = json.loads(value)
             except json.JSONDecodeError:
-                raise _fail(console, f"--phase-opt {key}: not a JSON list: {value}")
+                raise usage_error(console, f"--phase-opt {key}: not a JSON list: {value}")
     try:
         config = data_build.BuildConfig(
             draws=draws, seed=seed, preprocessing=Preprocessing(size=size, fit=fit, percentile=percentile),  # type: ignore[arg-type]
@@ -56,7 +57,7 @@ def command(
         )  # fmt: skip
         phase.create("physics", **options)  # validate settings before any work
     except (ValueError, TypeError) as error:
-        raise _fail(console, str(error))
+        raise usage_error(console, str(error))
 
     archives = [Path(s) for s in source or []]
     if packages is None:
@@ -67,7 +68,7 @@ def command(
         try:
             items, skipped = data_build.collect(inputs, archives, packages=packages, workdir=Path(scratch), salt=load_salt(salt))
         except data_build.BuildError as error:
-            raise _fail(console, str(error))
+            raise usage_error(console, str(error))
         for item in skipped:
             if item.failed:
                 console.print(f"kspacify: failed: {item.path}: {item.reason}", markup=False)
@@ -84,7 +85,7 @@ def command(
         try:
             data_build.prepare_output(out, overwrite)
         except data_build.BuildError as error:
-            raise _fail(console, str(error))
+            raise usage_error(console, str(error))
         failures = sum(1 for s in skipped if s.failed)
         try:
             for built in data_build.run(items, config, out):
