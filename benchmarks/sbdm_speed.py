@@ -11,7 +11,8 @@ Random-init networks (speed does not depend on the weights; quality comes with t
    Wall time (median, and minimum = least disturbed) and this process's CPU time are both reported:
    on a shared machine the wall time depends on what else runs.
 3. End to end: `SbdmPhase.synthesize` with our default (small@64, dpm2m 25 steps, channels_last,
-   upsampling, exact noise background) on a batch of 256x256 slices, seconds per slice.
+   upsampling, exact noise background) on a batch of 256x256 slices, seconds per slice; and the
+   same with a 32x32 checkpoint.
 4. Sampler convergence on an exact score (no network): every pixel's phasor drawn from a mixture of
    K unit phasors at equally spaced angles with weights 1 + 0.5 cos(angle) (a preferred direction,
    so a biased sampler shows; a noise-only background is the uniform K -> inf case), whose noised
@@ -131,9 +132,9 @@ def phantom(batch: int, size: int = 256, seed: int = 0) -> np.ndarray:
     return magnitude / np.percentile(magnitude, 99.5)
 
 
-def end_to_end(batch: int, repeats: int) -> dict:
-    """Our default method, `synthesize` on `batch` 256x256 slices: seconds per slice."""
-    network, sampler, steps = DEFAULT
+def end_to_end(network: str, batch: int, repeats: int) -> dict:
+    """Our default method with a `network` checkpoint, `synthesize` on `batch` 256x256 slices."""
+    _, sampler, steps = DEFAULT
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sbdm-small.safetensors"
         config = NETWORKS[network]
@@ -247,8 +248,10 @@ def main() -> None:
             k: v * nfe("pc", 1000) for k, v in paper.items()}
     print(json.dumps(result["seconds_per_slice_from_evals"], indent=1), flush=True)
 
-    result["end_to_end"] = end_to_end(b, args.e2e_repeats)
-    print("end_to_end", json.dumps({k: v for k, v in result["end_to_end"].items() if k != "settings"}), flush=True)
+    for network in (DEFAULT[0], "small@32"):
+        key = f"end_to_end {network}"
+        result[key] = end_to_end(network, b, args.e2e_repeats)
+        print(key, json.dumps({k: v for k, v in result[key].items() if k != "settings"}), flush=True)
 
     if not args.skip_convergence:
         result["convergence"] = convergence()

@@ -16,9 +16,10 @@ grid is coarser than the slice) the output is the angle of
 
     magnitude x tissue_weight x exp(i phi_sampled) + sigma (n1 + i n2),
 
-with sigma and the soft tissue weight from `kspacify.phase.physics.noise_and_mask` (the same model
-the `physics` method uses), n1, n2 ~ N(0, 1) from the passed generator: background pixels get
-uniform phase drawn directly rather than a blurred, upsampled imitation of it.
+with sigma and the soft tissue weight estimated by `physics.noise_and_mask` (the model the `physics`
+method uses; `physics.with_measurement_noise` applies it), n1, n2 ~ N(0, 1) from the passed
+generator: background pixels get uniform phase drawn directly rather than a blurred, upsampled
+imitation of it.
 
 Training at a low resolution must build its pairs the way `to_diffusion_grid` does (magnitude
 area-averaged; target phasor = area average of magnitude x exp(i phase), normalized to unit length,
@@ -33,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kspacify import weights
 from kspacify.phase.base import MethodSpec, wrap
 from kspacify.phase.physics import with_measurement_noise
-from kspacify import weights
 
 if TYPE_CHECKING:
     import torch
@@ -47,8 +48,6 @@ OPTIONS = ("device", "checkpoint", "preset", "sampler", "steps", "snr", "precisi
            "channels_last", "compile")
 PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 BACKGROUNDS = ("auto", "noise", "model")
-
-
 
 
 def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
@@ -206,8 +205,6 @@ class SbdmPhase:
         if background == "noise":
             phase = with_measurement_noise(magnitude, phase, rng)
         return wrap(phase)
-
-
 
 
 def create(**options: Any) -> SbdmPhase:
