@@ -101,7 +101,7 @@ def convert(
     options.update({k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None})
     try:
         method, why = phase.resolve(phase_method, device)
-        phase.create(method, device=device, **options)  # validate settings before any work
+        synthesizer = phase.create(method, device=device, **options)  # settings checked before any work
     except (ValueError, TypeError) as error:
         raise usage_error(console, str(error))
     console.print(f"kspacify: phase method {method} ({why})", markup=False)
@@ -143,7 +143,10 @@ def convert(
     failures = len(failed_files)
     try:
         with _progress(console, len(planned.volumes)) as advance:
-            for outcome in pipeline.run(planned.volumes, config, workers=workers, overwrite=overwrite, dry_run=dry_run):
+            outcomes = pipeline.run(
+                planned.volumes, config, workers=workers, overwrite=overwrite, dry_run=dry_run, synthesizer=synthesizer
+            )
+            for outcome in outcomes:
                 if outcome.status == "failed":
                     failures += 1
                     console.print(f"kspacify: failed: {outcome.reason}", markup=False)

@@ -207,9 +207,12 @@ def run(
     workers: int = 1,
     overwrite: bool = False,
     dry_run: bool = False,
+    synthesizer: phase.PhaseSynthesizer | None = None,
 ) -> Iterator[Outcome]:
     """Convert `volumes`, yielding outcomes as they finish (in order with one worker).
-    Existing outputs are kept unless `overwrite`; with `dry_run` nothing is read or written."""
+    Existing outputs are kept unless `overwrite`; with `dry_run` nothing is read or written.
+    `synthesizer`: one already built from `config` (a checkpoint is then loaded once, not twice);
+    worker processes build their own."""
     todo: list[PlannedVolume] = []
     for item in volumes:
         if dry_run:
@@ -221,7 +224,7 @@ def run(
     if not todo:
         return
     if workers <= 1:
-        synthesizer = phase.create(config.phase, **config.phase_options)
+        synthesizer = synthesizer or phase.create(config.phase, **config.phase_options)
         # our matrix products are small: BLAS threads only cost, badly so on a busy machine
         with threadpool_limits(1, user_api="blas"):
             for item in todo:
