@@ -42,12 +42,7 @@ TINY = ScoreNetConfig(
 TINY_SDE = VESDE(sigma_max=phasor_sigma_max(SIZE, SIZE))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

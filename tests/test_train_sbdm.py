@@ -24,12 +24,7 @@ TINY = ScoreNetConfig(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(
 SDE = VESDE(sigma_max=phasor_sigma_max(8, 8))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_pairs(n: int, seed: int) -> PairSet:
