@@ -25,13 +25,21 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
+from pydicom.hooks import hooks as pydicom_hooks
+from pydicom.hooks import raw_element_value, raw_element_vr
+from pydicom.tag import Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.valuerep import AMBIGUOUS_VR
+from pydicom.values import convert_value
 
 from .base import NativePixels, Pseudonymizer, Skipped, SliceRef, SourceError, VolumeInfo, stable_key
 from .orientation import IDENTITY, InPlane, canonical_inplane
@@ -59,8 +67,9 @@ _SKIP_SOP = (
     ("1.2.840.10008.5.1.4.1.1.4.2", "MR spectroscopy"),
 )
 
-# Header elements scan needs; everything else is skipped without being decoded.
-_SCAN_TAGS = [
+# Header elements scan needs; everything else is skipped without being decoded. As tags: dcmread
+# would look names up on every call.
+_SCAN_TAGS = [Tag(t) for t in (
     "SpecificCharacterSet", "ImageType", "SOPClassUID", "SOPInstanceUID", "Modality", "Manufacturer",
     "SeriesDescription", "ProtocolName", "PatientID", "StudyInstanceUID", "SeriesInstanceUID",
     "SeriesNumber", "AcquisitionNumber", "InstanceNumber", "ImagePositionPatient",
@@ -72,7 +81,13 @@ _SCAN_TAGS = [
     "RescaleIntercept", "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence",
     0x00430010, 0x0043102F,  # GE private creator and image type (0 magnitude, 1 phase, 2 real, 3 imaginary)
-]
+)]
+_KEYWORDS = {tag: keyword_for_tag(tag) or int(tag) for tag in _SCAN_TAGS}  # _Header keys; private: the tag
+# Public tags whose raw elements `_Header` may decode itself, with their dictionary VR: not for a
+# sequence or an ambiguous VR (`ds[tag]` post-processes those), nor Specific Character Set (which
+# is decoded with another charset)
+_PLAIN_VR = {tag: dictionary_VR(tag) for tag in _SCAN_TAGS if not tag.is_private and tag != 0x00080005
+             and dictionary_VR(tag) != "SQ" and dictionary_VR(tag) not in AMBIGUOUS_VR}
 _GE_COMPONENT = {1: "phase", 2: "real", 3: "imaginary"}
 
 _PIXEL_MODULE = ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation", "SamplesPerPixel")
@@ -116,6 +131,44 @@ def _get(ds: Any, keyword: str) -> Any:
         return ds.get(keyword)
     except Exception:
         return None
+
+
+class _Header(dict):
+    """The top-level element values a scan read (`_SCAN_TAGS`), by keyword (private ones by tag),
+    each decoded once, with the dataset as `.ds` and its `.file_meta`. A value that fails to decode
+    is left out, so it reads as None, as with `_get`. (Going through `ds.get(keyword)` for every
+    use was most of the header pass.)"""
+
+    def __init__(self, ds: Any):
+        super().__init__()
+        self.ds = ds
+        self.file_meta = getattr(ds, "file_meta", None)
+        charset = ds.original_character_set if _default_decoding() else None
+        for tag in ds.keys():
+            try:
+                self[_KEYWORDS.get(tag, tag)] = _element_value(ds, tag, charset)
+            except Exception:
+                continue
+
+
+def _default_decoding() -> bool:
+    """pydicom turns raw elements into values with its stock hooks (no callbacks configured)."""
+    return (pydicom_hooks.raw_element_vr is raw_element_vr and pydicom_hooks.raw_element_value is raw_element_value
+            and not pydicom_hooks.raw_element_kwargs and not pydicom.config.data_element_callback)
+
+
+def _element_value(ds: Any, tag: Any, charset: Any) -> Any:
+    """`ds[tag].value`. A plain element (`_PLAIN_VR`) of a dataset read from a file (`charset`: its
+    character set, given only when pydicom decodes as stock) is decoded with the one call `ds[tag]`
+    would end in, skipping the dataset's bookkeeping, which cost more than the decoding."""
+    raw = ds.get_item(tag)
+    vr = _PLAIN_VR.get(tag)
+    if charset and vr and isinstance(raw, RawDataElement) and raw.VR in (None, vr):
+        try:
+            return convert_value(vr, raw, charset)
+        except Exception:
+            pass  # the full path decides: a VR 'UN' fallback, or the same error
+    return ds[tag].value
 
 
 def _values(value: Any) -> list[Any]:
@@ -189,16 +242,15 @@ def _component(image_type: tuple[str, ...], complex_component: str | None) -> st
     return None
 
 
-def _ge_component(ds: Any) -> str | None:
+def _ge_component(header: _Header) -> str | None:
     """GE stores magnitude/phase/real/imaginary in private (0043,102F) under creator GEMS_PARM_01."""
     try:
-        creator = ds.get(0x00430010)
-        elem = ds.get(0x0043102F)
-        if creator is None or elem is None or "GEMS_PARM_01" not in str(creator.value).upper():
+        creator = header.get(0x00430010)
+        value = header.get(0x0043102F)
+        if creator is None or value is None or "GEMS_PARM_01" not in str(creator).upper():
             return None
-        value = elem.value
         if isinstance(value, bytes):
-            implicit, little = ds.original_encoding
+            implicit, little = header.ds.original_encoding
             value = struct.unpack(("<" if little is not False else ">") + "h", value[:2])[0] if len(value) >= 2 else None
         return _GE_COMPONENT.get(_int(value) if value is not None else None)
     except Exception:
@@ -228,6 +280,12 @@ def _fg_item(ds: Any, per_frame: Any, shared: Any, frame: int, keyword: str) -> 
             except Exception:
                 continue
     return None
+
+
+@lru_cache(maxsize=1024)
+def _degenerate(iop: tuple[float, ...]) -> bool:
+    """Row and column cosines (nearly) parallel; cached, as all slices of a stack share them."""
+    return bool(np.linalg.norm(np.cross(iop[:3], iop[3:])) < 1e-3)
 
 
 def _shared(ds: Any) -> Any:
@@ -295,12 +353,12 @@ class _FileSkip(Exception):
         self.failed = failed
 
 
-def _read_header(path: str) -> tuple[Any, bool, NativePixels | None]:
-    """Header-only read; returns (dataset, has_pixel_data, where native pixel values are, if they
-    are). Raises _FileSkip for bad files."""
+def _read_header(path: str) -> tuple[_Header, bool, NativePixels | None]:
+    """Header-only read (call it under `_quiet()`); returns (header, has_pixel_data, where native
+    pixel values are, if they are). Raises _FileSkip for bad files."""
     try:
         size = os.path.getsize(path)
-        with _quiet(), open(path, "rb") as fh:
+        with open(path, "rb") as fh:
             try:
                 ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=_SCAN_TAGS)
             except InvalidDicomError:
@@ -326,46 +384,46 @@ def _read_header(path: str) -> tuple[Any, bool, NativePixels | None]:
     if ts == DeflatedExplicitVRLittleEndian:
         # offsets refer to the inflated stream; fall back to a full read with large values deferred
         try:
-            with _quiet():
-                full = pydicom.dcmread(path, defer_size=256)
+            full = pydicom.dcmread(path, defer_size=256)
         except Exception:
             raise _FileSkip("damaged deflated DICOM file", failed=True) from None
-        return ds, "PixelData" in full, None
+        return _Header(ds), "PixelData" in full, None
     implicit, little = ds.original_encoding
     if implicit is None:
         implicit, little = False, True
     if len(tail) < 8:
         if tail or pos > size or _short_element(ds, size):
             raise _FileSkip("truncated file (header ends early)", failed=True)
-        return ds, False, None
+        return _Header(ds), False, None
     endian = "<" if little else ">"
     group, elem = struct.unpack(endian + "HH", tail[:4])
     tag = group << 16 | elem
     if tag in (0x7FE00008, 0x7FE00009):
         raise _FileSkip("float pixel data is not supported for MR images")
     if tag != 0x7FE00010:
-        return ds, False, None
+        return _Header(ds), False, None
     if implicit:
-        length, header = struct.unpack(endian + "L", tail[4:8])[0], 8
+        length, head_size = struct.unpack(endian + "L", tail[4:8])[0], 8
     else:
         vr = tail[4:6]
         if vr in (b"OB", b"OW", b"OD", b"OF", b"OL", b"OV", b"UN") and len(tail) >= 12:
-            length, header = struct.unpack(endian + "L", tail[8:12])[0], 12
+            length, head_size = struct.unpack(endian + "L", tail[8:12])[0], 12
         else:
-            length, header = struct.unpack(endian + "H", tail[6:8])[0], 8
-    if length != 0xFFFFFFFF and pos + header + length > size:
+            length, head_size = struct.unpack(endian + "H", tail[6:8])[0], 8
+    if length != 0xFFFFFFFF and pos + head_size + length > size:
         raise _FileSkip(
-            f"truncated file: pixel data needs {length} bytes, {max(size - pos - header, 0)} present",
+            f"truncated file: pixel data needs {length} bytes, {max(size - pos - head_size, 0)} present",
             failed=True,
         )
     if length == 0:
-        return ds, False, None
+        return _Header(ds), False, None
     if not encapsulated_ok:
         raise _FileSkip("truncated or damaged compressed pixel data", failed=True)
-    return ds, True, _native_pixels(ds, ts, pos + header, length) if little else None
+    header = _Header(ds)
+    return header, True, _native_pixels(header, ts, pos + head_size, length) if little else None
 
 
-def _native_pixels(ds: Any, ts: Any, offset: int, length: int) -> NativePixels | None:
+def _native_pixels(ds: _Header, ts: Any, offset: int, length: int) -> NativePixels | None:
     """Location and decoding of a single uncompressed little-endian frame, else None (the pydicom
     path then reads it)."""
     if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, None) or length == 0xFFFFFFFF:
@@ -428,14 +486,14 @@ def _short_element(ds: Any, size: int) -> bool:
     return False
 
 
-def _series_id(ds: Any) -> str:
+def _series_id(ds: _Header) -> str:
     uid = _get(ds, "SeriesInstanceUID")
     if uid:
         return str(uid)
     return f"no-series-uid|{_get(ds, 'StudyInstanceUID') or ''}|{_get(ds, 'SeriesNumber') or ''}"
 
 
-def _common_meta(ds: Any, sop: str) -> dict[str, Any]:
+def _common_meta(ds: _Header, sop: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"modality": str(_get(ds, "Modality") or "MR"), "sop_class": _KEEP_SOP[sop]}
     ts = _get(getattr(ds, "file_meta", None), "TransferSyntaxUID")
     if ts:
@@ -453,7 +511,7 @@ def _common_meta(ds: Any, sop: str) -> dict[str, Any]:
     return meta
 
 
-def _images_of(path: str, ds: Any, sop: str,
+def _images_of(path: str, ds: _Header, sop: str,
                keep_components: bool) -> tuple[list[tuple[tuple, dict, _Image]], str | None]:
     """Per image (or frame): (group fields, group meta, record); plus a skip reason if none kept."""
     common = _common_meta(ds, sop)
@@ -569,7 +627,7 @@ def _images_of(path: str, ds: Any, sop: str,
         if component and not keep_components:
             reasons[f"{component} image (not magnitude)"] += 1
             continue
-        if iop is not None and np.linalg.norm(np.cross(iop[:3], iop[3:])) < 1e-3:
+        if iop is not None and _degenerate(iop):
             iop = None  # degenerate orientation: treat as unknown
         fields = (
             series_uid, iop, rows, cols,
@@ -627,8 +685,8 @@ def scan_dicom(
             yield Skipped(path, "DICOMDIR (media directory, not an image)")
             continue
         try:
-            ds, has_pixels, native = _read_header(path)
             with _quiet():
+                ds, has_pixels, native = _read_header(path)
                 meta_sop = str(_get(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID") or "")
                 sop = str(_get(ds, "SOPClassUID") or "") or meta_sop
                 if meta_sop == "1.2.840.10008.1.3.10":
