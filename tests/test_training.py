@@ -105,8 +105,12 @@ def test_max_steps_and_max_minutes_bounds(tmp_path):
     assert fit(ToyTask(), _config(tmp_path, max_steps=7)).step == 7  # nothing left to do
 
     timed = fit(ToyTask(), _config(tmp_path / "t", max_steps=1000, max_minutes=0.0))
-    assert timed.stopped == "max_minutes" and not timed.finished and timed.step == 1 and timed.weights is None
+    assert timed.stopped == "max_minutes" and not timed.finished and timed.step == 1
     assert (tmp_path / "t" / "checkpoints" / "step-000000001.safetensors").is_file()
+    _, card = load_weights(timed.weights)  # a bounded session leaves usable weights, marked unfinished
+    assert card["training"]["steps"] == 1 and card["training"]["finished"] is False
+    resumed = fit(ToyTask(), _config(tmp_path / "t", max_steps=3))
+    assert resumed.finished and load_weights(resumed.weights)[1]["training"]["finished"] is True
 
 
 def test_checkpoints_are_safetensors_and_verified(tmp_path):

@@ -256,7 +256,7 @@ def export_checkpoint(result: TrainResult, net: ScoreNetConfig, sde: VESDE, path
     checkpoint at `path` that `load_checkpoint` reads. Both its `model.*` and `ema.*` tensors are these
     averaged weights (the scaffold's export keeps no raw weights; sampling uses `ema`)."""
     if result.weights is None or result.card is None:
-        raise ValueError("export_checkpoint: the run has not finished (no exported weights)")
+        raise ValueError("export_checkpoint: the run exported no weights (not rank 0?)")
     tensors, card = load_weights(result.weights)
     model = ScoreNet(net, seed=0)
     model.load_state_dict(tensors, strict=True)
@@ -361,7 +361,7 @@ def train_sbdm(run: SbdmRun) -> tuple[TrainResult, dict[str, Any] | None]:
     )  # fmt: skip
     result = fit(task, config)
     card = None
-    if result.finished and World.from_env().is_main:
+    if result.weights is not None and World.from_env().is_main:
         card = export_checkpoint(result, net, sde, (run.export_dir or run.out / "weights") / f"{name}.safetensors")
     return result, card
 

@@ -215,7 +215,7 @@ class TrainResult:
     """How a `fit` call ended."""
 
     step: int
-    finished: bool  # max_steps reached (and weights exported)
+    finished: bool  # max_steps reached (weights are exported at every stop, on rank 0)
     stopped: Literal["max_steps", "max_minutes"]
     seconds: float  # this session
     validation: dict[str, float] = field(default_factory=dict)  # of the exported weights
@@ -513,6 +513,7 @@ class _Run:
             selected_step, metrics = self.step, (self.validated[1] if self.validated else {})
         training = {
             "steps": self.step,
+            "finished": self.step >= config.max_steps,  # False: a bounded session of a longer run
             "selected_step": selected_step,
             "batch_size": config.batch_size,
             "world_size": self.world.size,
@@ -584,13 +585,13 @@ class _Run:
         seconds = time.monotonic() - start
         if stopped == "max_minutes":
             self.log.event("stop", f"stopped by max_minutes at step {self.step}; run again to resume", step=self.step)
-            return TrainResult(self.step, False, stopped, seconds, history=self.log.history)
+        # a bounded session exports too: the weights so far are usable while training goes on later
         if self.validated is None or self.validated[0] != self.step:
             self._validate()
             saved_step = -1  # the checkpoint must record this validation, so a rerun does not repeat it
         if self.step != saved_step:
             self._save_checkpoint(start)
-        result = TrainResult(self.step, True, stopped, seconds, history=self.log.history)
+        result = TrainResult(self.step, stopped == "max_steps", stopped, seconds, history=self.log.history)
         if self.world.is_main:
             result.weights, result.card, result.validation = self._export(self.seconds_before + seconds)
         if self.world.distributed:
