@@ -148,13 +148,13 @@ class BenchmarkResult:
 
 def _convert_examples(source: Path, dest: Path, size: int) -> None:
     """The magnitude-only examples as fastMRI files with physics phase (once; reused after)."""
-    from kspacify import convert, sources
+    from kspacify import convert, executors, sources
     from kspacify.preprocess import Preprocessing
 
     salt = b"kspacify-benchmark-examples"
     planned = convert.plan(sources.discover([str(source)]), dest, salt, single_file=False)
-    config = convert.ConvertConfig(preprocessing=Preprocessing(size=size), phase="physics", seed=DATA_SEED, salt=salt)
-    for outcome in convert.run(planned.volumes, config):
+    config = convert.ConvertConfig(preprocessing=Preprocessing(size=size), phase="physics", seed=DATA_SEED)
+    for outcome in executors.run(planned.volumes, config):
         if outcome.status == "failed":
             raise BenchmarkError(f"could not convert the example data: {outcome.reason}")
 

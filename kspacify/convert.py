@@ -1,9 +1,10 @@
 """The convert pipeline: volumes -> preprocessing -> phase synthesis -> k-space -> fastMRI HDF5.
 
-`plan` scans the inputs (headers only) and names every output; `run` converts the planned volumes,
-one at a time or in worker processes, and yields one `Outcome` per volume. Each volume draws its
-random numbers from a stream derived from the seed and the volume's identity, so the output of a
-volume does not depend on which other volumes are converted, in which order, or by how many workers.
+`plan` scans the inputs (headers only) and names every output, `plan_manifest` does the same from a
+manifest shard; `convert_one` converts one planned volume (`kspacify.executors` decides where).
+Each volume draws its random numbers from a stream derived from the seed and the volume's identity,
+so the output of a volume does not depend on which other volumes are converted, in which order,
+or by how many workers or machines.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ import os
 import secrets
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from kspacify import __version__, fastmri_io, phase, sources
 from kspacify.kspace import to_kspace
+from kspacify.manifest import Entry, Shard, read_manifest
 from kspacify.preprocess import Preprocessing, normalization_scale, resize, resized_spacing
 from kspacify.sources import Found, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
 
@@ -35,7 +35,6 @@ class ConvertConfig:
     phase_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     batch_size: int = 16
-    salt: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -99,25 +98,34 @@ def plan(
     single_file: bool,
     keep_components: bool = False,
 ) -> Plan:
-    """Scan the inputs and name each output: `out` itself in single-file mode, else `out/<name>.h5`
-    (names made unique within the run in scan order)."""
+    """Scan the inputs and name each output (see `name_outputs`)."""
     infos: list[VolumeInfo] = []
     skipped: list[Skipped] = []
     for item in sources.scan(found, Pseudonymizer(salt), keep_components=keep_components):
         (skipped if isinstance(item, Skipped) else infos).append(item)
     skipped_per_folder = Counter(str(Path(s.path).parent) for s in skipped)
+    entries = (Entry(info, sum(skipped_per_folder[d] for d in {str(Path(f).parent) for f in info.files})) for info in infos)
+    return Plan(list(name_outputs(entries, out, single_file=single_file)), skipped)
+
+
+def name_outputs(entries: Iterable[Entry], out: Path, *, single_file: bool) -> Iterator[PlannedVolume]:
+    """`out` itself in single-file mode, else `out/<name>.h5`, made unique in the order given: the
+    same entries in the same order always get the same names (which is what lets shards agree)."""
     used: Counter[str] = Counter()
-    volumes = []
-    for info in infos:
+    for entry in entries:
         if single_file:
             output = out
         else:
-            used[info.name] += 1
-            suffix = "" if used[info.name] == 1 else f"_{used[info.name]}"
-            output = out / f"{info.name}{suffix}.h5"
-        folders = {str(Path(f).parent) for f in info.files}
-        volumes.append(PlannedVolume(info, output, sum(skipped_per_folder[d] for d in folders)))
-    return Plan(volumes, skipped)
+            used[entry.info.name] += 1
+            suffix = "" if used[entry.info.name] == 1 else f"_{used[entry.info.name]}"
+            output = out / f"{entry.info.name}{suffix}.h5"
+        yield PlannedVolume(entry.info, output, entry.skipped_nearby)
+
+
+def plan_manifest(manifest: Path, out: Path, shard: Shard, *, single_file: bool) -> list[PlannedVolume]:
+    """This shard's volumes of a manifest, named from the whole manifest; streamed, so only this
+    shard's share is held in memory."""
+    return shard.select(name_outputs(read_manifest(manifest), out, single_file=single_file))
 
 
 def volume_rng(seed: int, info: VolumeInfo, batch_start: int) -> np.random.Generator:
@@ -174,71 +182,27 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
             writer.attrs["checkpoint_sha256"] = settings["checkpoint_sha256"]
 
 
-def convert_one(item: PlannedVolume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig) -> Outcome:
-    """Load, synthesize and write one volume; a source fault becomes a failed Outcome, not an exception."""
-    started = time.perf_counter()
+def load_one(item: PlannedVolume) -> Volume | Outcome:
+    """The volume's pixels, or a failed Outcome naming the source fault."""
     try:
-        volume = sources.load(item.info)
-        write_volume(volume, synthesizer, config, item.output)
+        return sources.load(item.info)
+    except SourceError as error:
+        return Outcome(item, "failed", str(error))
+
+
+def convert_one(
+    item: PlannedVolume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig, volume: Volume | None = None
+) -> Outcome:
+    """Load (unless `volume` is given), synthesize and write one volume; a source or write fault
+    becomes a failed Outcome, not an exception."""
+    started = time.perf_counter()
+    loaded = volume if volume is not None else load_one(item)
+    if isinstance(loaded, Outcome):
+        return loaded
+    try:
+        write_volume(loaded, synthesizer, config, item.output)
     except SourceError as error:
         return Outcome(item, "failed", str(error), time.perf_counter() - started)
     except OSError as error:
         return Outcome(item, "failed", f"cannot write {item.output}: {error.strerror or error}", time.perf_counter() - started)
     return Outcome(item, "written", seconds=time.perf_counter() - started)
-
-
-_worker_state: dict[str, Any] = {}
-
-
-def _worker_init(config: ConvertConfig) -> None:
-    threadpool_limits(1)  # N workers x N BLAS threads would oversubscribe the cores
-    _worker_state["config"] = config
-    _worker_state["synthesizer"] = phase.create(config.phase, **config.phase_options)
-
-
-def _worker_convert(item: PlannedVolume) -> Outcome:
-    return convert_one(item, _worker_state["synthesizer"], _worker_state["config"])
-
-
-def run(
-    volumes: list[PlannedVolume],
-    config: ConvertConfig,
-    *,
-    workers: int = 1,
-    overwrite: bool = False,
-    dry_run: bool = False,
-    synthesizer: phase.PhaseSynthesizer | None = None,
-) -> Iterator[Outcome]:
-    """Convert `volumes`, yielding outcomes as they finish (in order with one worker).
-    Existing outputs are kept unless `overwrite`; with `dry_run` nothing is read or written.
-    `synthesizer`: one already built from `config` (a checkpoint is then loaded once, not twice);
-    worker processes build their own."""
-    todo: list[PlannedVolume] = []
-    for item in volumes:
-        if dry_run:
-            yield Outcome(item, "dry-run")
-        elif item.output.exists() and not overwrite:
-            yield Outcome(item, "exists")
-        else:
-            todo.append(item)
-    if not todo:
-        return
-    if workers <= 1:
-        synthesizer = synthesizer or phase.create(config.phase, **config.phase_options)
-        # our matrix products are small: BLAS threads only cost, badly so on a busy machine
-        with threadpool_limits(1, user_api="blas"):
-            for item in todo:
-                yield convert_one(item, synthesizer, config)
-        return
-    # bounded in-flight work keeps memory flat however many volumes there are
-    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(config,)) as pool:
-        pending: set[Future[Outcome]] = set()
-        queue = iter(todo)
-        for item in queue:
-            pending.add(pool.submit(_worker_convert, item))
-            if len(pending) >= 2 * workers:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from (future.result() for future in done)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield from (future.result() for future in done)

@@ -73,3 +73,15 @@ def test_shipped_example_phi_does_not_leak(tmp_path):
     for secret in ("EXAMPLE^TEMPLATE", "MNI152-EXAMPLE", "19000101", "20090101", "Example Institution", "MNI152 2009a"):
         assert secret.encode() not in blob
     assert not re.search(rb"1\.2\.826\.0\.1\.3680043\.[0-9.]{6,}", blob)  # pydicom-generated UIDs
+
+
+def test_no_phi_or_uid_in_a_scan_manifest(tmp_path):
+    """A manifest travels to cluster nodes: it holds paths and pseudonyms, never header PHI or UIDs."""
+    volume = np.random.default_rng(1).uniform(0, 1000, (4, 32, 32)).astype(np.uint16)
+    files = factory.write_series(tmp_path / "in" / "series", volume)
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / "in"), "--salt", "pepper"])
+    assert result.exit_code == 0, result.stderr
+    manifest = result.stdout
+    assert json.loads(manifest.splitlines()[0])["volume"]["patient"]
+    for secret in set(factory.PHI_VALUES) | uids_of(files):
+        assert secret not in manifest, f"{secret!r} leaked into the manifest"

@@ -140,3 +140,24 @@ def test_cli_end_to_end(tmp_path):
     assert card["sha256"] == summary["sha256"] and (tmp_path / "run" / "splits.json").is_file()
     missing = CliRunner().invoke(app, ["--data", str(tmp_path / "nothing")])
     assert missing.exit_code == 2
+
+
+def test_cli_under_torchrun_trains_with_two_processes(tmp_path):
+    """`torchrun -m kspacify train sbdm`: DDP over gloo, one summary line, rank 0 alone writes."""
+    import os
+    import subprocess
+    import sys
+
+    _write_dataset(tmp_path / "data")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "kspacify",
+               "train", "sbdm", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--nf", "8",
+               "--diffusion-size", "8", "--read-size", "16", "--max-steps", "3", "--batch-size", "2", "--warmup-steps", "1",
+               "--device", "cpu"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    (summary,) = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert summary["status"] == "finished" and summary["step"] == 3
+    _, card = load_checkpoint(summary["weights"])
+    assert card["training"]["world_size"] == 2
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["world_size"] == 2 and sum(1 for e in log if e["event"] == "start") == 1
