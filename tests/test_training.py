@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,25 @@ def test_max_steps_and_max_minutes_bounds(tmp_path):
     assert card["training"]["steps"] == 1 and card["training"]["finished"] is False
     resumed = fit(ToyTask(), _config(tmp_path / "t", max_steps=3))
     assert resumed.finished and load_weights(resumed.weights)[1]["training"]["finished"] is True
+
+
+class SignalledTask(ToyTask):
+    """Sends itself SIGTERM during step 5, as a batch scheduler does at its time limit."""
+
+    def step(self, ctx, batch):
+        if ctx.step == 4:  # 0-based: the 5th step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().step(ctx, batch)
+
+
+def test_sigterm_checkpoints_the_step_and_stops_then_a_rerun_resumes(tmp_path):
+    stopped = fit(SignalledTask(), _config(tmp_path, max_steps=10, checkpoint_every=100))
+    assert stopped.stopped == "terminated" and stopped.step == 5 and not stopped.finished and stopped.weights is None
+    assert (tmp_path / "checkpoints" / "step-000000005.safetensors").is_file()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after fit
+    resumed = fit(ToyTask(), _config(tmp_path, max_steps=10, checkpoint_every=100))
+    assert resumed.finished and resumed.step == 10
+    assert [e["step"] for e in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if e["event"] == "resume"] == [5]
 
 
 def test_checkpoints_are_safetensors_and_verified(tmp_path):

@@ -31,8 +31,9 @@ def run_training(
     details: Callable[[TrainResult], dict[str, Any]] | None = None,
 ) -> None:
     """What every `kspacify train` command does around its trainer: check --data, turn a user's mistake
-    into one line and exit code 2, Ctrl-C into 130 (the run resumes from its last checkpoint), and
-    print the outcome as one JSON line (rank 0 only under torchrun)."""
+    into one line and exit code 2, Ctrl-C into 130 and SIGTERM (a scheduler's time limit) into 143
+    (the run resumes from its last checkpoint), and print the outcome as one JSON line (rank 0 only
+    under torchrun)."""
     from kspacify.datasets import DatasetError
     from kspacify.training import ResumeError, World
 
@@ -47,7 +48,9 @@ def run_training(
         console.print("kspacify: interrupted; rerun the same command to resume from the last checkpoint", markup=False)
         raise typer.Exit(130)
     if World.from_env().is_main:
-        status = "finished" if result.finished else "stopped (max-minutes); rerun to resume"
+        status = "finished" if result.finished else f"stopped ({result.stopped.replace('_', '-')}); rerun to resume"
         weights = str(result.weights) if result.weights else None
         line = {"status": status, "step": result.step, "weights": weights, "validation": result.validation}
         print(json.dumps({**line, **(details(result) if details else {})}), flush=True)
+    if result.stopped == "terminated":
+        raise typer.Exit(143)

@@ -12,7 +12,8 @@ the model card and to refuse to resume a checkpoint of a different run). `fit` d
 * Checkpoints (`out_dir/checkpoints/step-N.safetensors` + `.json`, see `training.checkpoint`): every
   part's model, optimizer, scheduler and EMA, the AMP scaler, the step, the best validation so far.
   Written every `checkpoint_every` steps, every `checkpoint_minutes`, and when the run stops (also on
-  Ctrl-C when not distributed); the newest valid one is loaded on start. No pickle anywhere.
+  Ctrl-C when not distributed, and at the end of the step in which SIGTERM arrives: a batch
+  scheduler's time limit or a pre-emption); the newest valid one is loaded on start. No pickle anywhere.
 * Randomness is counter-based: step s of rank r draws from numpy `default_rng([seed, r, s, 0])`
   (`ctx.rng`) and a torch generator seeded from [seed, r, s, 1] (`ctx.generator`), and runs inside a
   fork of torch's global RNG seeded the same way (for dropout and the like), which is restored after.
@@ -40,6 +41,8 @@ import contextlib
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +85,26 @@ class Part:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     ema: EMA | None = None
     grad_clip: float | None = None  # max gradient norm, or None for no clipping
+
+
+@contextlib.contextmanager
+def _sigterm_flag() -> Iterator[list[bool]]:
+    """A one-item list that turns [True] when SIGTERM arrives (a batch scheduler's time limit, a
+    pre-empted node): the loop then checkpoints at the end of the step and stops, instead of dying
+    mid-step. Only the main thread may set signal handlers; elsewhere the flag never rises."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def raise_flag(signum: int, frame: Any) -> None:
+        flag[0] = True
+
+    previous = signal.signal(signal.SIGTERM, raise_flag)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def linear_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -216,7 +239,7 @@ class TrainResult:
 
     step: int
     finished: bool  # max_steps reached (weights are exported at every stop, on rank 0)
-    stopped: Literal["max_steps", "max_minutes"]
+    stopped: Literal["max_steps", "max_minutes", "terminated"]  # terminated: SIGTERM (checkpointed, no export)
     seconds: float  # this session
     validation: dict[str, float] = field(default_factory=dict)  # of the exported weights
     weights: Path | None = None
@@ -538,58 +561,27 @@ class _Run:
     def run(self) -> TrainResult:
         config = self.config
         start = time.monotonic()
-        last_save = start
-        saved_step = self.step
         self.log.event("start", f"training to step {config.max_steps} on {self.device} (x{self.world.size}), from step {self.step}",
                        step=self.step, max_steps=config.max_steps, device=str(self.device), world_size=self.world.size)  # fmt: skip
-        sums: dict[str, torch.Tensor | float] = {}
-        count = 0
-        window = time.monotonic()
-        stopped: Literal["max_steps", "max_minutes"] = "max_steps"
+        self._saved_step = self.step
         try:
-            if self.step < config.max_steps:
-                dataset = self.task.dataset()
-                for epoch, batch in self._batches(dataset):
-                    metrics = self._one_step(epoch, batch)
-                    self.step += 1
-                    count += 1
-                    for k, v in metrics.items():
-                        value = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
-                        sums[k] = sums.get(k, 0.0) + value
-                    done = self.step >= config.max_steps
-                    if self.step % config.log_every == 0 or done:
-                        means = self._mean_over_ranks({k: float(v) / count for k, v in sums.items()})
-                        rate = count / max(time.monotonic() - window, 1e-9)
-                        lrs = {f"lr/{n}": p.optimizer.param_groups[0]["lr"] for n, p in self.parts.items()}
-                        self.log.event("train", f"step {self.step}/{config.max_steps}  {_fmt(means)}  {rate:.2f} step/s",
-                                       step=self.step, epoch=epoch, metrics=means, steps_per_s=rate, **lrs)  # fmt: skip
-                        sums, count, window = {}, 0, time.monotonic()
-                    now = time.monotonic()
-                    time_up = config.max_minutes is not None and now - start >= 60.0 * config.max_minutes
-                    save_due = self.step % config.checkpoint_every == 0 or now - last_save >= 60.0 * config.checkpoint_minutes
-                    time_up, save_due = self._agree(time_up, save_due)
-                    if done:
-                        break
-                    if config.validate_every and self.step % config.validate_every == 0:
-                        self._validate()
-                    if save_due or time_up:
-                        self._save_checkpoint(start)
-                        last_save, saved_step = time.monotonic(), self.step
-                    if time_up:
-                        stopped = "max_minutes"
-                        break
+            with _sigterm_flag() as terminated:
+                stopped = self._steps(start, terminated)
         except KeyboardInterrupt:
-            if not self.world.distributed and self.step > saved_step:
+            if not self.world.distributed and self.step > self._saved_step:
                 self._save_checkpoint(start)
             raise
         seconds = time.monotonic() - start
+        if stopped == "terminated":
+            self.log.event("stop", f"stopped by SIGTERM at step {self.step} (checkpointed); run again to resume", step=self.step)
+            return TrainResult(self.step, False, stopped, seconds, history=self.log.history)
         if stopped == "max_minutes":
             self.log.event("stop", f"stopped by max_minutes at step {self.step}; run again to resume", step=self.step)
         # a bounded session exports too: the weights so far are usable while training goes on later
         if self.validated is None or self.validated[0] != self.step:
             self._validate()
-            saved_step = -1  # the checkpoint must record this validation, so a rerun does not repeat it
-        if self.step != saved_step:
+            self._saved_step = -1  # the checkpoint must record this validation, so a rerun does not repeat it
+        if self.step != self._saved_step:
             self._save_checkpoint(start)
         result = TrainResult(self.step, stopped == "max_steps", stopped, seconds, history=self.log.history)
         if self.world.is_main:
@@ -597,3 +589,46 @@ class _Run:
         if self.world.distributed:
             dist.barrier()
         return result
+
+    def _steps(self, start: float, terminated: list[bool]) -> Literal["max_steps", "max_minutes", "terminated"]:
+        """Train until max_steps, max_minutes or SIGTERM; checkpoint as configured; say which ended it."""
+        config = self.config
+        last_save = start
+        sums: dict[str, torch.Tensor | float] = {}
+        count = 0
+        window = time.monotonic()
+        if self.step >= config.max_steps:
+            return "max_steps"
+        for epoch, batch in self._batches(self.task.dataset()):
+            metrics = self._one_step(epoch, batch)
+            self.step += 1
+            count += 1
+            for k, v in metrics.items():
+                value = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
+                sums[k] = sums.get(k, 0.0) + value
+            done = self.step >= config.max_steps
+            if self.step % config.log_every == 0 or done:
+                means = self._mean_over_ranks({k: float(v) / count for k, v in sums.items()})
+                rate = count / max(time.monotonic() - window, 1e-9)
+                lrs = {f"lr/{n}": p.optimizer.param_groups[0]["lr"] for n, p in self.parts.items()}
+                self.log.event("train", f"step {self.step}/{config.max_steps}  {_fmt(means)}  {rate:.2f} step/s",
+                               step=self.step, epoch=epoch, metrics=means, steps_per_s=rate, **lrs)  # fmt: skip
+                sums, count, window = {}, 0, time.monotonic()
+            now = time.monotonic()
+            time_up = config.max_minutes is not None and now - start >= 60.0 * config.max_minutes
+            save_due = self.step % config.checkpoint_every == 0 or now - last_save >= 60.0 * config.checkpoint_minutes
+            time_up, save_due, signalled = self._agree(time_up, save_due, terminated[0])
+            if done:
+                return "max_steps"
+            if signalled:
+                self._save_checkpoint(start)
+                self._saved_step = self.step
+                return "terminated"
+            if config.validate_every and self.step % config.validate_every == 0:
+                self._validate()
+            if save_due or time_up:
+                self._save_checkpoint(start)
+                last_save, self._saved_step = time.monotonic(), self.step
+            if time_up:
+                return "max_minutes"
+        return "max_steps"
