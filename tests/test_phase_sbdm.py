@@ -210,3 +210,30 @@ def test_cli_convert_with_sbdm(checkpoint, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "--phase physics" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_auto_takes_a_checkpoint_only_when_its_card_beats_physics(checkpoint, monkeypatch, tmp_path):
+    import json
+
+    import kspacify.device
+
+    monkeypatch.setattr(kspacify.device, "is_accelerator", lambda device: True)  # as if on a GPU
+    directory = tmp_path / "w"
+    directory.mkdir()
+    target = directory / checkpoint.name
+    target.write_bytes(checkpoint.read_bytes())
+    card = json.loads(checkpoint.with_suffix(".json").read_text())
+    monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [directory])
+
+    def with_realism(realism):
+        card["quality"] = {**card.get("quality", {}), **({"realism": realism} if realism else {})}
+        target.with_suffix(".json").write_text(json.dumps(card))
+        return sbdm.usable("cpu")
+
+    physics = {"gradient_w1": 0.07, "spectrum_rms": 0.24, "feature_fd": 7.7}
+    ok, reason = with_realism(None)
+    assert not ok and "records no realism" in reason and "--phase sbdm" in reason
+    ok, reason = with_realism({"model": {**physics, "feature_fd": 9.0}, "physics": physics})
+    assert not ok and "less realistic than physics" in reason and "feature_fd 9.0" in reason
+    ok, reason = with_realism({"model": {k: v / 2 for k, v in physics.items()}, "physics": physics})
+    assert ok and "more realistic than physics" in reason

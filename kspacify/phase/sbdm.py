@@ -216,7 +216,8 @@ def create(**options: Any) -> SbdmPhase:
 
 
 def usable(device: str) -> tuple[bool, str]:
-    """For `auto`: a checkpoint must be found (checked without importing torch) and a GPU present."""
+    """For `auto`: a checkpoint must be found (checked without importing torch), a GPU present, and
+    the checkpoint's card must show it more realistic than `physics` (`weights.realism_gate`)."""
     path = find_checkpoint()
     if path is None:
         return False, f"no checkpoint in weights/ (sbdm-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
@@ -228,7 +229,8 @@ def usable(device: str) -> tuple[bool, str]:
         return False, str(error)
     if not is_accelerator(resolved):
         return False, "no GPU: SBDM on CPU is slow; use --phase sbdm to force it"
-    return True, f"checkpoint {path.name} on {resolved}"
+    good, why = weights.realism_gate(path, "sbdm")
+    return (True, f"checkpoint {path.name} on {resolved}: {why}") if good else (False, why)
 
 
 METHOD = MethodSpec(
