@@ -6,7 +6,7 @@ and then by everything that must not differ inside one stack (orientation, matri
 echo, temporal position, image type, diffusion weighting, ...), so a localizer or a second echo never
 lands in a stack. Slices are ordered by their position along the canonical slice normal (see
 `orientation.py`); duplicated positions are split into separate volumes (repeated acquisitions) or
-reported, never mixed.
+reported, never mixed. A Siemens mosaic file is one volume whose slices are tiles of its image.
 
 Every volume name, key and meta value is PHI-free: no names, IDs, UIDs, dates, institutions or
 free-text descriptions leave this module (descriptions are read only to recognise localizers).
@@ -81,6 +81,8 @@ _SCAN_TAGS = [Tag(t) for t in (
     "RescaleIntercept", "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence",
     0x00430010, 0x0043102F,  # GE private creator and image type (0 magnitude, 1 phase, 2 real, 3 imaginary)
+    0x00190010, 0x0019100A,  # Siemens private creator and NumberOfImagesInMosaic
+    0x00290010, 0x00291010,  # Siemens private creator and CSA image header (mosaic tile count, slice normal)
 )]
 _KEYWORDS = {tag: keyword_for_tag(tag) or int(tag) for tag in _SCAN_TAGS}  # _Header keys; private: the tag
 # Public tags whose raw elements `_Header` may decode itself, with their dictionary VR: not for a
@@ -242,19 +244,31 @@ def _component(image_type: tuple[str, ...], complex_component: str | None) -> st
     return None
 
 
-def _ge_component(header: _Header) -> str | None:
-    """GE stores magnitude/phase/real/imaginary in private (0043,102F) under creator GEMS_PARM_01."""
+def _private(header: _Header, creator_tag: int, tag: int, creator: str) -> Any:
+    """A private element's value, or None unless its block is reserved by `creator` (vendors
+    reserve blocks per file, so the tag alone does not say what the value is)."""
+    owner = header.get(creator_tag)
+    return header.get(tag) if owner is not None and creator in str(owner).upper() else None
+
+
+def _private_int(header: _Header, creator_tag: int, tag: int, creator: str, fmt: str) -> int | None:
+    """A private integer; without a dictionary VR pydicom gives raw bytes (struct `fmt`, file byte order)."""
     try:
-        creator = header.get(0x00430010)
-        value = header.get(0x0043102F)
-        if creator is None or value is None or "GEMS_PARM_01" not in str(creator).upper():
-            return None
+        value = _private(header, creator_tag, tag, creator)
         if isinstance(value, bytes):
             implicit, little = header.ds.original_encoding
-            value = struct.unpack(("<" if little is not False else ">") + "h", value[:2])[0] if len(value) >= 2 else None
-        return _GE_COMPONENT.get(_int(value) if value is not None else None)
+            size = struct.calcsize(fmt)
+            if len(value) < size:
+                return None
+            value = struct.unpack(("<" if little is not False else ">") + fmt, value[:size])[0]
+        return _int(value)
     except Exception:
         return None
+
+
+def _ge_component(header: _Header) -> str | None:
+    """GE stores magnitude/phase/real/imaginary in private (0043,102F) under creator GEMS_PARM_01."""
+    return _GE_COMPONENT.get(_private_int(header, 0x00430010, 0x0043102F, "GEMS_PARM_01", "h"))
 
 
 def _is_localizer(image_type: tuple[str, ...], descriptions: Iterable[Any]) -> bool:
@@ -294,6 +308,79 @@ def _shared(ds: Any) -> Any:
         return seq[0] if seq else None
     except Exception:
         return None
+
+
+# ------------------------------------------------------------------------------- Siemens mosaic
+
+
+def _csa_values(blob: Any, names: set[str]) -> dict[str, list[str]]:
+    """Values (as text) of the named elements of a Siemens CSA2 header ('SV10'; CSA1 from old
+    software is not read, as dcm2niix does not read it either), {} if it is not one or is damaged.
+
+    Layout: 'SV10', 4 unused bytes, uint32 element count, 4 unused bytes; per element a 64-byte
+    name, int32 VM, 4-byte VR, int32 SyngoDT, int32 item count, 4 unused bytes; per item four int32
+    (the second is the value's length), then the value, padded to 4 bytes.
+    """
+    if not isinstance(blob, bytes) or blob[:4] != b"SV10":
+        return {}
+    out: dict[str, list[str]] = {}
+    try:
+        (count,) = struct.unpack_from("<I", blob, 8)
+        pos = 16
+        for _ in range(count):  # each element needs bytes, so a bogus count runs out of data
+            name, n_items = struct.unpack_from("<64s12xi4x", blob, pos)
+            pos += 84
+            items = []
+            for _ in range(n_items):
+                length = struct.unpack_from("<4i", blob, pos)[1]
+                pos += 16
+                if length < 0 or pos + length > len(blob):
+                    return {}
+                items.append(blob[pos:pos + length].split(b"\0", 1)[0].decode("latin-1").strip())
+                pos += -(-length // 4) * 4
+            key = name.split(b"\0", 1)[0].decode("latin-1")
+            if key in names:
+                out[key] = [item for item in items if item]
+    except struct.error:
+        return {}
+    return out
+
+
+def _mosaic_tiles(ds: _Header, rows: int, cols: int) -> tuple[int, list[tuple[float, float, float] | None]]:
+    """A Siemens mosaic (several slices tiled into one image): tiles per side of its square grid,
+    and the position of each slice's first pixel (None each where the header lacks the geometry).
+
+    Slice k is tile k in row-major order; only the first NumberOfImagesInMosaic tiles are slices.
+    """
+    csa = _csa_values(_private(ds, 0x00290010, 0x00291010, "SIEMENS CSA HEADER"),
+                      {"NumberOfImagesInMosaic", "SliceNormalVector"})
+    count = _private_int(ds, 0x00190010, 0x0019100A, "SIEMENS MR HEADER", "H")
+    if not count:
+        count = _int(csa.get("NumberOfImagesInMosaic"))
+    if not count or count < 1:
+        raise _FileSkip("Siemens mosaic without its number of images (NumberOfImagesInMosaic)", failed=True)
+    grid = math.ceil(math.sqrt(count))
+    if rows % grid or cols % grid:
+        raise _FileSkip(f"Siemens mosaic of {rows}x{cols} pixels cannot hold {count} images "
+                        f"({grid}x{grid} tiles)", failed=True)
+    ipp = _vector(_get(ds, "ImagePositionPatient"), 3)
+    iop = _vector(_get(ds, "ImageOrientationPatient"), 6)
+    step = _float(_get(ds, "SpacingBetweenSlices")) or _float(_get(ds, "SliceThickness"))
+    if ipp is None or iop is None or _degenerate(iop) or not step or step <= 0:
+        return grid, [None] * count
+    right, down = np.asarray(iop[:3]), np.asarray(iop[3:])
+    row_sp, col_sp = _vector(_get(ds, "PixelSpacing"), 2) or (1.0, 1.0)
+    # ImagePositionPatient is the corner of the whole mosaic as if it were one slice centred where
+    # the first slice is: shift it by half the mosaic minus half a tile (as nibabel and dcm2niix do)
+    first = (np.asarray(ipp) + right * col_sp * (cols - cols // grid) / 2
+             + down * row_sp * (rows - rows // grid) / 2)
+    # tiles follow the CSA slice normal, which may point against row x column (descending slices)
+    normal = np.cross(right, down)
+    normal /= np.linalg.norm(normal)
+    csa_normal = _vector(csa.get("SliceNormalVector"), 3)
+    if csa_normal is not None and float(np.dot(csa_normal, normal)) < 0:
+        normal = -normal
+    return grid, [tuple(float(v) for v in first + k * step * normal) for k in range(count)]
 
 
 # ------------------------------------------------------------------------------------ detection
@@ -525,8 +612,6 @@ def _images_of(path: str, ds: _Header, sop: str,
     spp = _int(_get(ds, "SamplesPerPixel")) or 1
     if spp != 1:
         raise _FileSkip(f"colour images are not supported ({spp} samples per pixel)")
-    if "MOSAIC" in top_type:
-        raise _FileSkip("Siemens mosaic images are not supported")
     acquisition = _int(_get(ds, "AcquisitionNumber"))
     instance = _int(_get(ds, "InstanceNumber"))
     common["photometric_interpretation"] = str(_get(ds, "PhotometricInterpretation") or "MONOCHROME2")
@@ -538,11 +623,18 @@ def _images_of(path: str, ds: _Header, sop: str,
         frames = _int(_get(ds, "NumberOfFrames")) or 1
         if frames > 1:
             raise _FileSkip(f"multi-frame MR Image Storage ({frames} frames) is not supported")
+        # (frame, position) per slice: the image itself, or each slice tiled in a Siemens mosaic
+        slots: list[tuple[int | None, Any]] = [(None, _vector(_get(ds, "ImagePositionPatient"), 3))]
+        if "MOSAIC" in top_type:
+            grid, positions = _mosaic_tiles(ds, rows, cols)
+            slots = list(enumerate(positions))
+            rows, cols = rows // grid, cols // grid
+            common["mosaic_grid"] = grid
         entries = [(
-            None,
+            frame,
             top_type,
             _get(ds, "ComplexImageComponent"),
-            _vector(_get(ds, "ImagePositionPatient"), 3),
+            position,
             _vector(_get(ds, "ImageOrientationPatient"), 6),
             _vector(_get(ds, "PixelSpacing"), 2),
             _float(_get(ds, "SliceThickness")),
@@ -560,7 +652,7 @@ def _images_of(path: str, ds: _Header, sop: str,
                 "inversion_time": _float(_get(ds, "InversionTime")),
                 "flip_angle": _float(_get(ds, "FlipAngle")),
             },
-        )]
+        ) for frame, position in slots]
     else:
         shared = _shared(ds)
         per_frame = _get(ds, "PerFrameFunctionalGroupsSequence")
@@ -622,7 +714,7 @@ def _images_of(path: str, ds: _Header, sop: str,
             reasons["localizer"] += 1
             continue
         component = _component(itype, None if complex_component is None else str(complex_component))
-        if component is None and frame is None:
+        if component is None and not enhanced:
             component = _ge_component(ds)
         if component and not keep_components:
             reasons[f"{component} image (not magnitude)"] += 1
@@ -635,6 +727,8 @@ def _images_of(path: str, ds: _Header, sop: str,
             echo_number, _round(echo_time, 3), temporal, itype, component, _round(b_value, 2),
             None if b_vector is None else tuple(round(v, 3) for v in b_vector), stack,
         )
+        if "mosaic_grid" in common:  # load cuts tiles by the group's grid: keep other layouts apart
+            fields += (common["mosaic_grid"],)
         meta = dict(common)
         meta["image_type"] = list(itype)
         if echo_time is not None:
@@ -650,7 +744,7 @@ def _images_of(path: str, ds: _Header, sop: str,
             meta["diffusion_b_value"] = b_value
         if component:
             meta["complex_component"] = component
-        if frame is not None:
+        if enhanced:
             meta["multi_frame"] = True
         extra = {
             "series_number": series_number,
@@ -720,7 +814,8 @@ def scan_dicom(
         if pid not in patients:
             patients[pid] = pseudonymize(pid)
         for fields, extra, image in images:
-            if native is not None and image.frame is None:
+            # native pixels describe the file's one stored image: a classic image or a whole mosaic
+            if native is not None and (image.frame is None or "mosaic_grid" in extra["meta"]):
                 image = replace(image, native=native)
             series_uid, iop = fields[0], fields[1]
             if iop is not None:
@@ -803,15 +898,26 @@ def _split_duplicates(images: list[_Image], coords: list[float]) -> list[tuple[_
     counts = {len(c) for c in clusters}
     if len(counts) != 1:
         return None
-
-    def order(i: int) -> tuple:
-        im = images[i]
-        return (im.instance is None, im.instance or 0, im.path, im.frame or 0)
-
     repeats = counts.pop()
     for c in clusters:
-        c.sort(key=order)
+        c.sort(key=lambda i: _acquisition_order(images[i]))
     return [((("repeat", r + 1),), [c[r] for c in clusters]) for r in range(repeats)]
+
+
+def _acquisition_order(image: _Image) -> tuple:
+    """Images of one position (or mosaic files) in the order they were acquired, as far as known."""
+    return (image.instance is None, image.instance or 0, image.path, image.frame or 0)
+
+
+def _split_files(images: list[_Image]) -> list[tuple[_Label, list[int]]]:
+    """One volume per file, in acquisition order: a Siemens mosaic file is a whole volume (one time
+    point or diffusion direction), and its slice positions cannot tell it from the series' other
+    mosaics (they are the same, or moved a little by prospective motion correction)."""
+    by_file: dict[str, list[int]] = defaultdict(list)
+    for i, image in enumerate(images):
+        by_file[image.path].append(i)
+    files = sorted(by_file.values(), key=lambda idx: _acquisition_order(images[idx[0]]))
+    return [((("volume", k + 1),) if len(files) > 1 else (), idx) for k, idx in enumerate(files)]
 
 
 def _split(images: list[_Image], coords: list[float], inplane: InPlane, group: _Group,
@@ -819,8 +925,10 @@ def _split(images: list[_Image], coords: list[float], inplane: InPlane, group: _
     """Split a group into volumes: first parallel stacks side by side, then duplicated positions.
 
     Stacks with the same orientation but shifted in-plane (e.g. spine stations) are separate volumes;
-    in MR all slices of one stack lie on a line along the normal.
+    in MR all slices of one stack lie on a line along the normal. Mosaics are split by file.
     """
+    if "mosaic_grid" in group.meta:
+        return _split_files(images)
     stacks = [list(range(len(images)))]
     if by_position and len(images) > 1:
         normal = np.asarray(inplane.normal)
@@ -947,6 +1055,9 @@ def _group_volumes(series_uid: str, key: tuple, group: _Group, echo: int | None,
             elif kind == "repeat":
                 name += f"_r{value}"
                 meta["repeat"] = value
+            elif kind == "volume":
+                name += f"_v{value}"
+                meta["volume_index"] = value
         if label:
             meta["split_by"] = [kind for kind, _ in label]
         meta["series_number"] = group.series_number
@@ -1079,37 +1190,54 @@ def _read_native(path: str, native: NativePixels, shape: tuple[int, int]) -> np.
     return pixels
 
 
+def _file_images(path: str, frames: list[int | None], natives: list[NativePixels | None],
+                 shape: tuple[int, int]) -> tuple[list[np.ndarray], bool]:
+    """Stored images (frames) of one file, rescaled float32, and whether the file is MONOCHROME1;
+    read straight from the file where scan found where the values are, else decoded by pydicom."""
+    if all(native is not None for native in natives):
+        return [_read_native(path, native, shape) for native in natives], natives[0].monochrome1
+    arrays, scales, mono1 = _read_pixels(path, frames)
+    images = []
+    for arr, (slope, intercept) in zip(arrays, scales):
+        if arr.ndim != 2 or tuple(arr.shape) != shape:
+            raise SourceError(f"{path}: image is {tuple(arr.shape)}, expected {shape} (file changed since scan?)")
+        values = arr.astype(np.float32)
+        if slope != 1.0 or intercept != 0.0:
+            values = values * np.float32(slope) + np.float32(intercept)
+        images.append(values)
+    return images, mono1
+
+
+def _tile(mosaic: np.ndarray, k: int, grid: int) -> np.ndarray:
+    """Tile `k` (row-major) of a mosaic of `grid` x `grid` tiles."""
+    rows, cols = mosaic.shape[0] // grid, mosaic.shape[1] // grid
+    r, c = divmod(k, grid)
+    return mosaic[r * rows:(r + 1) * rows, c * cols:(c + 1) * cols]
+
+
 def load_dicom(info: VolumeInfo) -> np.ndarray:
     """Pixels of a scanned volume: float32 (slices, rows, cols), rescaled, canonical orientation."""
     inplane = _inplane_of(info)
     n, rows, cols = info.shape
     stored = (cols, rows) if inplane.transpose else (rows, cols)
+    grid = int(info.meta.get("mosaic_grid") or 0)
     out = np.empty((n, rows, cols), dtype=np.float32)
     by_file: dict[str, list[tuple[int, int | None]]] = defaultdict(list)
     for i, ref in enumerate(info.slices):
         by_file[ref.path].append((i, ref.frame))
     inverted: list[int] = []
-    natives = {i: ref.native for i, ref in enumerate(info.slices)}
     for path, items in by_file.items():
-        if all(natives[i] is not None for i, _ in items):
-            for i, _ in items:
-                native = natives[i]
-                out[i] = inplane.apply(_read_native(path, native, stored))
-                if native.monochrome1:
-                    inverted.append(i)
-            continue
-        arrays, scales, mono1 = _read_pixels(path, [frame for _, frame in items])
-        for (i, _), arr, (slope, intercept) in zip(items, arrays, scales):
-            if arr.ndim != 2 or tuple(arr.shape) != stored:
-                raise SourceError(
-                    f"{path}: image is {tuple(arr.shape)}, expected {stored} (file changed since scan?)"
-                )
-            values = arr.astype(np.float32)
-            if slope != 1.0 or intercept != 0.0:
-                values = values * np.float32(slope) + np.float32(intercept)
-            out[i] = inplane.apply(values)
-            if mono1:
-                inverted.append(i)
+        if grid:  # a mosaic: its one stored image holds slice k as tile k
+            (mosaic,), mono1 = _file_images(path, [None], [info.slices[items[0][0]].native],
+                                            (stored[0] * grid, stored[1] * grid))
+            images = [_tile(mosaic, k, grid) for _, k in items]
+        else:
+            images, mono1 = _file_images(path, [frame for _, frame in items],
+                                         [info.slices[i].native for i, _ in items], stored)
+        for (i, _), image in zip(items, images):
+            out[i] = inplane.apply(image)
+        if mono1:
+            inverted.extend(i for i, _ in items)
     if inverted:
         # MONOCHROME1: low values are bright; flip over the common range of those slices
         sel = out[inverted]
