@@ -8,8 +8,9 @@ stalls move single timings by 2x, so only ratios of adjacent runs mean something
 /dev/shm where it exists, so disk speed is not what is measured.
 
 Memory: peak RSS of `kspacify convert` child processes on archives of 1, 4 and 16 series.
+Workers and Dask: benchmarks/scale_speed.py.
 
-    python benchmarks/convert_speed.py [--slices 600] [--repeats 7] [--workers 2]
+    python benchmarks/convert_speed.py [--slices 600] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -56,12 +57,12 @@ def baseline(files: list[Path], out: Path) -> None:
         f.create_dataset("reconstruction_esc", data=volume)
 
 
-def kspacify_convert(directory: Path, out: Path, workers: int = 1) -> None:
+def kspacify_convert(directory: Path, out: Path) -> None:
     from typer.testing import CliRunner
 
     from kspacify.cli import app
 
-    result = CliRunner().invoke(app, ["convert", str(directory), str(out), "--phase", "smooth", "--overwrite", "--salt", "b", "--workers", str(workers)])
+    result = CliRunner().invoke(app, ["convert", str(directory), str(out), "--phase", "smooth", "--overwrite", "--salt", "b"])
     if result.exit_code != 0:
         raise RuntimeError(result.stderr)
 
@@ -92,7 +93,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--workers", type=int, nargs="*", default=[])
     args = parser.parse_args()
     report: dict[str, object] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
@@ -111,14 +111,6 @@ def main() -> None:
         report["throughput_ratio"] = statistics.median(b / o for b, o in zip(base_times, ours))
         report["throughput_ratio_range"] = [min(b / o for b, o in zip(base_times, ours)), max(b / o for b, o in zip(base_times, ours))]
         report["kspacify_slices_per_s"] = args.slices / report["kspacify_s"]
-
-        # workers: several volumes, compared with one worker in the same run
-        if args.workers:
-            many = tmp_path / "many"
-            for i in range(4):
-                make_series(many / f"s{i}", args.slices // 4, seed=i)
-            times = {w: timed(kspacify_convert, many, tmp_path / f"w{w}", w) for w in [1, *args.workers]}
-            report["workers_speedup"] = {w: times[1] / t for w, t in times.items()}
 
         # memory: peak RSS for archives of 1, 4 and 16 series of 40 slices
         memory = {}
