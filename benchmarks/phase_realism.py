@@ -77,6 +77,21 @@ def table(rows: list[tuple[str, dict[str, list[float]], dict[str, list[float]]]]
     return "\n".join(lines)
 
 
+def record_realism(card_path: Path, model: dict[str, float], anchors: dict[str, dict[str, float]], **facts: object) -> None:
+    """Write `quality.realism` into a checkpoint's model card: the model's paired measures against the
+    real-phase set beside those of `physics` (and other anchors) from the same run; `--phase auto`
+    reads it (`kspacify.weights.realism_gate`). The weights file, and so its sha256, is untouched."""
+    import json
+
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card.setdefault("quality", {})["realism"] = {
+        "set": "real-phase slices of ../shared/data/real-phase (measurement only, never trained on)",
+        "comparison": "paired: each method's phase vs the acquired phase of the same magnitudes; lower is closer",
+        "seeds": list(SEEDS), **facts, "model": model, **anchors,
+    }  # fmt: skip
+    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+
+
 def write_docs(block: str) -> None:
     """Replace the text between the markers in the `## Realism measures` section (markers appended if absent)."""
     text = DOCS.read_text()
