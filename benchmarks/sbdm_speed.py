@@ -51,6 +51,7 @@ NETWORKS = {
     "small@128": ScoreNetConfig.preset("small", image_size=128),
     "small@64": ScoreNetConfig.preset("small", image_size=64),
     "small@32": ScoreNetConfig.preset("small", image_size=32),
+    "bundled (small, nf 16)@32": ScoreNetConfig.preset("small", nf=16, image_size=32),  # weights/sbdm-small
 }
 REFERENCE = ("paper@256", "pc", 1000)
 DEFAULT = ("small@64", "dpm2m", 25)
@@ -65,6 +66,7 @@ PLANS = [
     ("small@64", "dpm2m", 15),
     ("small@64", "heun", 13),
     ("small@32", "dpm2m", 25),
+    ("bundled (small, nf 16)@32", "dpm2m", 25),
 ]
 
 
