@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--png", type=Path, default=None)
     parser.add_argument("--methods", nargs="*", default=["gan", "physics", "smooth"])
+    parser.add_argument("--card", action="store_true",
+                        help="write gan's, physics' and smooth's paired real-set measures into the checkpoint's card")
     args = parser.parse_args()
 
     from kspacify.datasets import iter_slices, list_volumes, load_splits
@@ -89,6 +91,11 @@ def main() -> None:
         rows.append(("real (split-half floor)", {}, {m: [floor[m]] for m in MEASURES}))
         report["realism_table"] = pr.table(rows)
         report["realism"] = {name: {m: float(np.mean(v)) for m, v in paired.items() if v} for name, paired, _ in rows[:-1]}
+        if args.card:
+            measured = {name: {m: round(v, 4) for m, v in values.items()} for name, values in report["realism"].items()}
+            pr.record_realism(args.checkpoint.with_suffix(".json"), measured["gan"],
+                              {k: v for k, v in measured.items() if k != "gan"}, slices=len(slices),
+                              measured_by="python benchmarks/gan_quality.py --card")  # fmt: skip
     print(json.dumps({k: v for k, v in report.items() if k != "realism_table"}, indent=2))
     if "realism_table" in report:
         print(report["realism_table"])

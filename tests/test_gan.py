@@ -13,13 +13,16 @@ import torch
 
 import kspacify.weights
 from kspacify import phase
-from kspacify.gan.network import PRESETS, Discriminator, DiscriminatorConfig, GanConfig, Generator, GeneratorConfig, receptive_field
+from kspacify.gan.network import (
+    PRESETS, Discriminator, DiscriminatorConfig, GanConfig, Generator, GeneratorConfig, receptive_field, sample_noise,
+)  # fmt: skip
 from kspacify.gan.train import GanTask, PairSet, canonical_phasor, evaluate
 from kspacify.phase import gan as gan_phase
 from kspacify.phase.base import registry
 from kspacify.training import LoopConfig, fit, sha256_file
 
-TINY = GanConfig(GeneratorConfig(ngf=4, depth=5, max_mult=4), DiscriminatorConfig(ndf=4, n_layers=2))
+TINY = GanConfig(GeneratorConfig(ngf=4, depth=5, max_mult=4, noise_channels=2), DiscriminatorConfig(ndf=4, n_layers=2))
+DETERMINISTIC = dataclasses.replace(TINY, generator=dataclasses.replace(TINY.generator, noise_channels=0))
 SIZE = 32  # 2**depth
 
 
@@ -37,8 +40,8 @@ def _toy_pairs(n: int, seed: int) -> PairSet:
     return PairSet(np.stack(mags), np.stack(phases).astype(np.float32), ["toy"] * n)
 
 
-def _train(tmp_path, steps: int, name: str = "gan-small"):
-    task = GanTask(_toy_pairs(16, 0), TINY, val=_toy_pairs(8, 1), data_description={"size": SIZE}, lr=2e-3)
+def _train(tmp_path, steps: int, name: str = "gan-small", config: GanConfig = TINY, **task_options):
+    task = GanTask(_toy_pairs(16, 0), config, val=_toy_pairs(8, 1), data_description={"size": SIZE}, lr=2e-3, **task_options)
     config = LoopConfig(out_dir=tmp_path, name=name, max_steps=steps, batch_size=4, seed=0, device="cpu",
                         console=False, log_every=5)  # fmt: skip
     return fit(task, config)
@@ -48,7 +51,7 @@ def test_generator_and_discriminator_shapes_for_both_presets():
     small = PRESETS["small"]
     g = Generator(small.generator).eval()
     with torch.no_grad():
-        out = g(torch.rand(1, 1, 256, 256))
+        out = g(torch.rand(1, 1, 256, 256), torch.randn(1, 8, 256, 256))
         logits = Discriminator(small.discriminator)(torch.cat([torch.rand(1, 1, 256, 256), out], 1))
     assert out.shape == (1, 2, 256, 256)
     norm = torch.hypot(out[:, 0], out[:, 1])
@@ -56,11 +59,27 @@ def test_generator_and_discriminator_shapes_for_both_presets():
     assert logits.shape == (1, 1, 30, 30)  # pix2pix's 30x30 patch grid at 256
     with torch.device("meta"):  # the pix2pix sizes: shapes only, no memory or compute
         big = PRESETS["unet_256"]
-        out = Generator(big.generator)(torch.empty(2, 1, 256, 256))
+        out = Generator(big.generator)(torch.empty(2, 1, 256, 256), torch.empty(2, 8, 256, 256))
         logits = Discriminator(big.discriminator)(torch.empty(2, 3, 256, 256))
     assert out.shape == (2, 2, 256, 256) and logits.shape == (2, 1, 30, 30)
     with pytest.raises(ValueError, match="multiples of 256"):
-        g(torch.rand(1, 1, 128, 128))
+        g(torch.rand(1, 1, 128, 128), torch.randn(1, 8, 128, 128))
+
+
+def test_generator_noise_is_required_and_changes_the_output():
+    g = Generator(TINY.generator).eval()
+    magnitude = torch.rand(2, 1, SIZE, SIZE)
+    rng = lambda seed: np.random.default_rng(seed)  # noqa: E731
+    with torch.no_grad():
+        a, b = (g(magnitude, sample_noise(TINY.generator, magnitude, rng(s))) for s in (0, 1))
+        again = g(magnitude, sample_noise(TINY.generator, magnitude, rng(0)))
+    assert torch.equal(a, again) and not torch.equal(a, b)
+    assert sample_noise(TINY.generator, torch.rand(2, 1, 2 * SIZE, SIZE), rng(0)).shape == (2, 2, 2 * SIZE, SIZE)
+    with pytest.raises(ValueError, match="noise must be of shape"):
+        g(magnitude)
+    assert sample_noise(DETERMINISTIC.generator, magnitude, rng(0)) is None
+    with pytest.raises(ValueError, match="noise must be None"):
+        Generator(DETERMINISTIC.generator)(magnitude, torch.randn(2, 2, SIZE, SIZE))
 
 
 def test_patchgan_receptive_field_is_70():
@@ -85,6 +104,7 @@ def test_training_lowers_l1_and_exports_a_loadable_generator(tmp_path):
     card = json.loads(result.weights.with_suffix(".json").read_text())
     assert card["sha256"] == sha256_file(result.weights)
     assert card["config"]["loss"]["adversarial"] == "lsgan"
+    assert card["config"]["generator"]["noise_channels"] == 2
     model, loaded_card = gan_phase.load_generator(result.weights)
     pairs = _toy_pairs(8, 1)
     assert evaluate(model, pairs)["l1"] == pytest.approx(result.validation["l1"], rel=1e-5)
@@ -111,6 +131,24 @@ def weights_dir(tmp_path_factory):
     return out
 
 
+def test_best_of_k_training_and_a_card_without_noise_channels(tmp_path):
+    """K draws per slice train; a deterministic checkpoint whose card predates `noise_channels` loads."""
+    with pytest.raises(ValueError, match="l1_samples"):
+        GanTask(_toy_pairs(1, 0), TINY, l1_samples=0)
+    assert _train(tmp_path / "k", 2, l1_samples=3).finished
+    result = _train(tmp_path / "old", 2, config=DETERMINISTIC)
+    card_path = result.weights.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    del card["config"]["generator"]["noise_channels"]
+    card_path.write_text(json.dumps(card))
+    model, _ = gan_phase.load_generator(result.weights)
+    assert model.config.noise_channels == 0
+    synth = phase.create("gan", device="cpu", checkpoint=str(result.weights), offset="none", background="model")
+    magnitude = _toy_pairs(2, 2).magnitude
+    np.testing.assert_array_equal(synth.synthesize(magnitude, np.random.default_rng(0)),
+                                  synth.synthesize(magnitude, np.random.default_rng(1)))  # fmt: skip
+
+
 def test_phase_method_contract(weights_dir, monkeypatch):
     monkeypatch.setenv("KSPACIFY_WEIGHTS", str(weights_dir))
     synth = phase.create("gan", device="cpu")
@@ -122,6 +160,12 @@ def test_phase_method_contract(weights_dir, monkeypatch):
         assert out.shape == shape and out.dtype == np.float32
         assert out.min() >= -np.pi and out.max() < np.pi
         np.testing.assert_array_equal(out, synth.synthesize(magnitude, np.random.default_rng(5)))
+    # the noise comes from the caller's generator: another seed, another phase map (no offset, no noise floor)
+    synth_model = phase.create("gan", device="cpu", offset="none", background="model")
+    magnitude = _toy_pairs(2, 2).magnitude
+    a, b = (synth_model.synthesize(magnitude, np.random.default_rng(s)) for s in (0, 1))
+    np.testing.assert_array_equal(a, synth_model.synthesize(magnitude, np.random.default_rng(0)))
+    assert not np.array_equal(a, b)
     settings = synth.settings()
     assert settings["checkpoint_sha256"] == sha256_file(weights_dir / "gan-small.safetensors")
     json.dumps(settings)
@@ -129,13 +173,22 @@ def test_phase_method_contract(weights_dir, monkeypatch):
         phase.create("gan", steps=3)
 
 
-def test_auto_picks_gan_when_sbdm_is_not_usable(weights_dir, monkeypatch, tmp_path):
+def test_auto_picks_gan_when_sbdm_is_not_usable_and_its_card_beats_physics(weights_dir, monkeypatch, tmp_path):
     spec = registry()["sbdm"]
     monkeypatch.setitem(registry(), "sbdm", dataclasses.replace(spec, usable=lambda device: (False, "no GPU")))
-    monkeypatch.setenv("KSPACIFY_WEIGHTS", str(weights_dir))
-    monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [weights_dir])
-    name, why = phase.resolve("auto", "cpu")
-    assert name == "gan" and "sbdm" in why
+    measured = tmp_path / "measured"
+    measured.mkdir()
+    (measured / "gan-small.safetensors").write_bytes((weights_dir / "gan-small.safetensors").read_bytes())
+    card = json.loads((weights_dir / "gan-small.json").read_text())
+    monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [measured])
+    for model_fd, chosen in ((9.0, "physics"), (5.0, "gan")):
+        physics = {"gradient_w1": 0.07, "spectrum_rms": 0.24, "feature_fd": 7.7}
+        card["quality"] = {"realism": {"model": {"gradient_w1": 0.05, "spectrum_rms": 0.2, "feature_fd": model_fd}, "physics": physics}}
+        (measured / "gan-small.json").write_text(json.dumps(card))
+        name, why = phase.resolve("auto", "cpu")
+        assert name == chosen and "sbdm" in why
+    monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [weights_dir])  # no realism in its card
+    assert phase.resolve("auto", "cpu")[0] == "physics" and "records no realism" in registry()["gan"].usable("cpu")[1]
     monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [tmp_path])  # no gan checkpoint anywhere
     assert phase.resolve("auto", "cpu")[0] == "physics"
     with pytest.raises(ValueError, match="--phase physics"):

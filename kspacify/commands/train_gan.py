@@ -15,6 +15,8 @@ def command(
     preset: Annotated[str, typer.Option(help="Network sizes: small (CPU; ngf 8, ndf 16) or unet_256 (pix2pix; ngf 64, ndf 64).")] = "small",
     gan_mode: Annotated[str, typer.Option(help="Adversarial loss: lsgan (least squares) or bce (pix2pix's vanilla).")] = "lsgan",
     l1_weight: Annotated[float, typer.Option(help="Weight of the L1 loss on the unit phasor (pix2pix: 100).")] = 100.0,
+    l1_samples: Annotated[int, typer.Option(help="Noise draws per slice; the L1 counts the closest (best of K; 1: pix2pix).")] = 1,
+    noise_channels: Annotated[Optional[int], typer.Option(help="Gaussian noise channels of the generator, at its input and bottleneck (0: pix2pix's deterministic U-Net; default: the preset's, 8).", show_default=False)] = None,
     lr: Annotated[float, typer.Option(help="Adam learning rate of both networks, betas (0.5, 0.999) (pix2pix: 2e-4).")] = 2e-4,
     max_steps: Annotated[int, typer.Option(help="Total optimizer steps (across resumed sessions); weights are exported when reached.")] = 20_000,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop this session after this many minutes (checkpointed; rerun to resume).", show_default=False)] = None,
@@ -42,7 +44,8 @@ def command(
     def train():  # type: ignore[no-untyped-def]
         return train_gan(
             GanRun(
-                data=data, out=out, preset=preset, gan_mode=gan_mode, l1_weight=l1_weight, lr=lr, max_steps=max_steps,
+                data=data, out=out, preset=preset, gan_mode=gan_mode, l1_weight=l1_weight, l1_samples=l1_samples,
+                noise_channels=noise_channels, lr=lr, max_steps=max_steps,
                 max_minutes=max_minutes, seed=seed, batch_size=batch_size, device=device, size=size,
                 validate_every=validate_every, checkpoint_every=checkpoint_every, export_dir=export_dir, splits=splits,
             )  # fmt: skip

@@ -6,6 +6,13 @@ phasor and the target's. Adversarial loss: LSGAN (least squares, `gan_mode="lsga
 steadier on short CPU runs) or the original BCE-with-logits (`"bce"`, pix2pix's "vanilla").
 Adam lr 2e-4, betas (0.5, 0.999) for both parts, as pix2pix.
 
+Sampling. A generator with noise inputs (`GeneratorConfig.noise_channels`) draws `l1_samples`
+phasors per magnitude, and the L1 counts only the closest one to the target (best of K, "variety
+loss"): a plain L1 rewards ignoring the noise and outputting the conditional median, which collapsed
+the first `small` run to a flat phase; best of K lets the draws spread over the targets while the
+adversarial loss keeps each one realistic. All K draws go to the discriminator. K = 1 is pix2pix.
+The noise comes from the step's seeded generator (`ctx.rng`), as the augmentation does.
+
 Target canonicalization. The absolute phase of an MR image is arbitrary (receiver and transmit
 phase), so the target phasor is rotated so that its magnitude-weighted mean points along +x; the
 generator learns phase up to that constant, and `synthesize` adds a uniform random global phase from
@@ -20,7 +27,7 @@ split by patient into genTrain / genVal (`out/splits.json`, reused when present)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from kspacify.gan.network import PRESETS, Discriminator, GanConfig, Generator
+from kspacify.gan.network import PRESETS, Discriminator, GanConfig, Generator, sample_noise
 from kspacify.training import LoopConfig, Part, StepContext, TrainResult, TrainTask, World, fit
 
 __all__ = ["GAN_MODES", "GanRun", "GanTask", "PairSet", "canonical_phasor", "load_pairs", "train_gan"]
@@ -99,10 +106,13 @@ class GanTask(TrainTask):
         betas: tuple[float, float] = (0.5, 0.999),
         data_description: Mapping[str, Any] | None = None,
         augment: bool = True,
+        l1_samples: int = 1,
     ) -> None:
         if gan_mode not in GAN_MODES:
             raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {gan_mode!r}")
-        self.train, self.val, self.config = train, val, config
+        if l1_samples < 1:
+            raise ValueError(f"l1_samples must be >= 1, got {l1_samples}")
+        self.train, self.val, self.config, self.l1_samples = train, val, config, l1_samples
         self.gan_mode, self.l1_weight, self.lr, self.betas, self.augment = gan_mode, l1_weight, lr, tuple(betas), augment
         self.data_description = dict(data_description or {})
 
@@ -113,7 +123,8 @@ class GanTask(TrainTask):
                               "phase rotated to 0 in training, a uniform random global phase added at synthesis",
             "config": {
                 **self.config.to_dict(),
-                "loss": {"adversarial": self.gan_mode, "l1_weight": self.l1_weight, "l1_on": "unit phasor"},
+                "loss": {"adversarial": self.gan_mode, "l1_weight": self.l1_weight, "l1_on": "unit phasor",
+                         "l1_samples": self.l1_samples},
                 "optimizer": {"type": "Adam", "lr": self.lr, "betas": list(self.betas)},
                 "augment": "random flip / 90-degree rotation" if self.augment else None,
             },
@@ -148,12 +159,14 @@ class GanTask(TrainTask):
             both = _augment(torch.cat([magnitude, target], dim=1), ctx.rng)
             magnitude, target = both[:, :1], both[:, 1:]
         G, D = ctx.models["generator"], ctx.models["discriminator"]
+        batch, k = len(magnitude), self.l1_samples
+        magnitude_k = magnitude.repeat(k, 1, 1, 1)  # K draws per slice, draw-major
         with ctx.autocast():
-            fake = G(magnitude)
+            fake = G(magnitude_k, sample_noise(self.config.generator, magnitude_k, ctx.rng))
         # discriminator: real and generated pairs in one forward (one DDP forward per backward)
         with ctx.autocast():
-            logits = D(torch.cat([torch.cat([magnitude, target], 1), torch.cat([magnitude, fake.detach()], 1)], 0))
-        real_logits, fake_logits = logits.float().chunk(2)
+            logits = D(torch.cat([torch.cat([magnitude, target], 1), torch.cat([magnitude_k, fake.detach()], 1)], 0))
+        real_logits, fake_logits = logits.float()[:batch], logits.float()[batch:]
         loss_d = 0.5 * (_adversarial(real_logits, True, self.gan_mode) + _adversarial(fake_logits, False, self.gan_mode))
         ctx.update("discriminator", loss_d)
         # generator: fool the updated discriminator and stay close (L1) to the target phasor
@@ -161,8 +174,12 @@ class GanTask(TrainTask):
             p.requires_grad_(False)
         try:
             with ctx.autocast():
-                adv = _adversarial(D(torch.cat([magnitude, fake], 1)).float(), True, self.gan_mode)
-            l1 = (fake.float() - target).abs().mean()
+                # the same real + generated batch as the discriminator's step: its batch norm statistics
+                # then match those it was trained with (a generated-only batch gets other ones)
+                logits = D(torch.cat([torch.cat([magnitude, target], 1), torch.cat([magnitude_k, fake], 1)], 0))
+                adv = _adversarial(logits.float()[batch:], True, self.gan_mode)
+            per_draw = (fake.float() - target.repeat(k, 1, 1, 1)).abs().mean((1, 2, 3)).view(k, batch)
+            l1 = per_draw.min(0).values.mean()  # best of the K draws per slice
             ctx.update("generator", adv + self.l1_weight * l1)
         finally:
             for p in D.parameters():
@@ -183,13 +200,16 @@ class GanTask(TrainTask):
 @torch.no_grad()
 def evaluate(generator: nn.Module, pairs: PairSet, device: torch.device | str = "cpu", batch_size: int = 8) -> dict[str, float]:
     """L1 between generated and canonical target unit phasors (all pixels), and the magnitude-weighted
-    mean absolute phase error in degrees (tissue dominates; the noise background hardly counts)."""
+    mean absolute phase error in degrees (tissue dominates; the noise background hardly counts).
+    A generator with noise draws it from a fixed seed, so the numbers are repeatable; for such a
+    sampler both are those of one random draw, higher than its conditional median would score."""
     l1_sum, err_sum, weight_sum, pixels = 0.0, 0.0, 0.0, 0
+    rng = np.random.default_rng(0)
     for start in range(0, len(pairs.magnitude), batch_size):
         magnitude = torch.from_numpy(pairs.magnitude[start : start + batch_size]).to(device)
         phase = torch.from_numpy(pairs.phase[start : start + batch_size]).to(device)
         target = canonical_phasor(magnitude, phase)
-        fake = generator(magnitude[:, None]).float()
+        fake = generator(magnitude[:, None], sample_noise(generator.config, magnitude[:, None], rng)).float()
         l1_sum += float((fake - target).abs().sum()) / 2
         pixels += target[:, 0].numel()
         error = torch.atan2(fake[:, 1] * target[:, 0] - fake[:, 0] * target[:, 1], (fake * target).sum(1)).abs()
@@ -222,6 +242,8 @@ class GanRun:
     preset: str = "small"
     gan_mode: str = "lsgan"
     l1_weight: float = 100.0
+    l1_samples: int = 1
+    noise_channels: int | None = None  # default: the preset's
     lr: float = 2e-4
     max_steps: int = 20_000
     max_minutes: float | None = None
@@ -244,6 +266,8 @@ def train_gan(run: GanRun) -> TrainResult:
     if run.preset not in PRESETS:
         raise ValueError(f"unknown preset {run.preset!r}; choose one of: {', '.join(PRESETS)}")
     config = PRESETS[run.preset]
+    if run.noise_channels is not None:
+        config = replace(config, generator=replace(config.generator, noise_channels=run.noise_channels))
     if run.size % config.generator.multiple:
         raise ValueError(f"--size must be a multiple of {config.generator.multiple} for preset {run.preset}")
     refs = list_volumes(run.data)
@@ -267,12 +291,15 @@ def train_gan(run: GanRun) -> TrainResult:
     task = GanTask(
         train, config, val if len(val.magnitude) else None, run.gan_mode, run.l1_weight, run.lr,
         data_description={"source": str(run.data), "splits": splits, "size": run.size},
+        l1_samples=run.l1_samples,
     )  # fmt: skip
     loop = LoopConfig(
         out_dir=run.out, name=f"gan-{run.preset}", max_steps=run.max_steps, batch_size=run.batch_size, seed=run.seed,
         max_minutes=run.max_minutes, device=run.device, validate_every=run.validate_every,
         checkpoint_every=run.checkpoint_every, checkpoint_minutes=run.checkpoint_minutes,
-        select_metric="l1" if task.val is not None else None, select_mode="min", export_dir=run.export_dir,
+        # a sampler's L1 rewards collapse to the median, so it is not a selection criterion there: last weights
+        select_metric="l1" if task.val is not None and not config.generator.noise_channels else None,
+        select_mode="min", export_dir=run.export_dir,
         console=run.console,
     )  # fmt: skip
     return fit(task, loop)

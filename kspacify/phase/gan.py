@@ -9,7 +9,10 @@ GPU) and before `physics`, whenever its checkpoint is found. The checkpoint `gan
 The generator was trained on 256x256 slices (the card's `data.size`); other sizes are
 area-resampled to it and the unit phasor is bilinearly resampled back (wrap-safe), then phase =
 atan2. It learned phase up to a global constant (see `kspacify.gan.train`), so a uniform random
-global phase is added per slice (`offset=random`, from the passed generator). With
+global phase is added per slice (`offset=random`, from the passed generator). A generator with
+noise inputs (card `config.generator.noise_channels` > 0; absent in older cards: none) gets its
+noise from the passed generator too, so each seed draws another phase map and the same seed the
+same one. With
 `background=noise` (default) the output is the angle of magnitude x tissue weight x exp(i phase) +
 sigma (n1 + i n2) with sigma and the weight from `physics.noise_and_mask`: the noise floor gets
 uniform noise phase as in real images, which a deterministic network cannot draw.
@@ -111,6 +114,7 @@ class GanPhase:
         import torch
         import torch.nn.functional as F
 
+        from kspacify.gan.network import sample_noise
         from kspacify.sbdm import phasor_to_phase
 
         magnitude = np.nan_to_num(np.maximum(np.asarray(magnitude, dtype=np.float32), 0.0))
@@ -124,7 +128,8 @@ class GanPhase:
                 x = torch.from_numpy(magnitude[start : start + self.batch_size])[:, None].to(self.device)
                 if (height, width) != grid:
                     x = F.interpolate(x, size=grid, mode="area" if height >= self.size else "bilinear")
-                phasor = self.model(x.contiguous(memory_format=torch.channels_last)).float()
+                noise = sample_noise(self.model.config, x, rng)
+                phasor = self.model(x.contiguous(memory_format=torch.channels_last), noise).float()
                 if (height, width) != grid:
                     phasor = F.interpolate(phasor, size=(height, width), mode="bilinear", align_corners=False)
                 out.append(phasor_to_phase(phasor).cpu().numpy())
@@ -147,11 +152,13 @@ def create(**options: Any) -> GanPhase:
 
 
 def usable(device: str) -> tuple[bool, str]:
-    """For `auto`: usable wherever its checkpoint is found (CPU too: one network evaluation per slice)."""
+    """For `auto`: usable wherever its checkpoint is found (CPU too: one network evaluation per slice)
+    and its card shows it more realistic than `physics` (`weights.realism_gate`)."""
     path = find_checkpoint()
     if path is None:
         return False, f"no checkpoint in weights/ (gan-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
-    return True, f"checkpoint {path.name} (one network evaluation per slice)"
+    good, why = weights.realism_gate(path, "gan")
+    return (True, f"checkpoint {path.name} (one network evaluation per slice): {why}") if good else (False, why)
 
 
 METHOD = MethodSpec(
