@@ -74,6 +74,15 @@ def method_names() -> list[str]:
     return list(registry())
 
 
+def known_options(method: str, options: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    """`options` unchanged if every key is in `known`; else a ValueError naming them (a typo in a
+    `--phase-opt` must not pass silently)."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"{method} phase: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return options
+
+
 class UnknownMethodError(ValueError):
     pass
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from kspacify.phase.base import MethodSpec, wrap
+from kspacify.phase.base import MethodSpec, known_options, wrap
 from kspacify.phase.physics import with_measurement_noise
 from kspacify import weights
 
@@ -141,14 +141,9 @@ class GanPhase:
         return wrap(phase)
 
 
-
-
 def create(**options: Any) -> GanPhase:
-    """Build from CLI options; an unknown option is an error (a typo must not pass silently)."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"gan phase: unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
-    return GanPhase(**options)
+    """Build from CLI options; an unknown option is an error."""
+    return GanPhase(**known_options("gan", options, OPTIONS))
 
 
 def usable(device: str) -> tuple[bool, str]:

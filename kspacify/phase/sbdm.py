@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kspacify import weights
-from kspacify.phase.base import MethodSpec, wrap
+from kspacify.phase.base import MethodSpec, known_options, wrap
 from kspacify.phase.physics import with_measurement_noise
 
 if TYPE_CHECKING:
@@ -208,11 +208,8 @@ class SbdmPhase:
 
 
 def create(**options: Any) -> SbdmPhase:
-    """Build from CLI options; an unknown option is an error (a typo must not pass silently)."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"sbdm phase: unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
-    return SbdmPhase(**options)
+    """Build from CLI options; an unknown option is an error."""
+    return SbdmPhase(**known_options("sbdm", options, OPTIONS))
 
 
 def usable(device: str) -> tuple[bool, str]:
