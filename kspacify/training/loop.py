@@ -38,6 +38,7 @@ the model card and to refuse to resume a checkpoint of a different run). `fit` d
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import math
@@ -254,10 +255,20 @@ def fit(task: TrainTask, config: LoopConfig) -> TrainResult:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     joined = world.start(device)
+    completed = False
     try:
-        return _Run(task, config, world, device).run()
+        result = _Run(task, config, world, device).run()
+        completed = True
+        return result
     finally:
         if joined:
+            # DDP reducers hold the group and its gloo work; one that outlives the group (kept by a
+            # reference cycle until interpreter exit) can abort the process (SIGABRT) while Python
+            # shuts down, so collect them while the group still exists, and let no rank tear the
+            # group down while another still uses it (not after a failure: the peer may be gone)
+            gc.collect()
+            if completed:
+                dist.barrier()
             dist.destroy_process_group()
 
 
