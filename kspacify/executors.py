@@ -136,8 +136,7 @@ def _on_dask(todo: list[PlannedVolume], config: ConvertConfig, address: str, wor
     single-threaded processes). A task whose worker dies is rerun elsewhere by Dask; its half file
     was a temporary, which `run` removes at the end."""
     try:
-        from distributed import Client, LocalCluster, as_completed
-        from distributed.scheduler import KilledWorker
+        from distributed import Client, LocalCluster
     except ImportError as error:
         raise ExecutorError(f"--dask needs dask.distributed ({error}): pip install 'kspacify[distributed]'") from None
     cluster = None
@@ -152,7 +151,7 @@ def _on_dask(todo: list[PlannedVolume], config: ConvertConfig, address: str, wor
             cluster.close()
         raise ExecutorError(f"cannot reach the Dask scheduler at {address}: {error}") from None
     try:
-        yield from _dask_tasks(client, todo, config, workers, as_completed, KilledWorker)
+        yield from _dask_tasks(client, todo, config, workers)
     finally:
         client.close()
         if cluster is not None:
@@ -160,9 +159,12 @@ def _on_dask(todo: list[PlannedVolume], config: ConvertConfig, address: str, wor
 
 
 def _dask_tasks(
-    client: Any, todo: list[PlannedVolume], config: ConvertConfig, workers: int, as_completed: Any, killed_worker: type[Exception]
+    client: Any, todo: list[PlannedVolume], config: ConvertConfig, workers: int
 ) -> Iterator[Outcome]:
     """Submit a few tasks per worker thread and one more as each finishes."""
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
     slots = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
     items: dict[Any, PlannedVolume] = {}
 
@@ -177,7 +179,7 @@ def _dask_tasks(
         item = items.pop(future)
         try:
             yield future.result()
-        except killed_worker as error:
+        except KilledWorker as error:
             yield Outcome(item, "failed", f"Dask workers died converting it ({error})")
         following = next(queue, None)
         if following is not None:
