@@ -21,6 +21,7 @@ import numpy as np
 
 from kspacify import __version__, fastmri_io, phase, sources
 from kspacify.kspace import to_kspace
+from kspacify.seeding import stream
 from kspacify.manifest import Entry, Shard, read_manifest
 from kspacify.preprocess import Preprocessing, normalization_scale, resize, resized_spacing
 from kspacify.sources import Found, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
@@ -32,7 +33,8 @@ class ConvertConfig:
 
     preprocessing: Preprocessing = Preprocessing()
     phase: str = "smooth"  # a resolved registry name, not "auto"
-    phase_options: dict[str, Any] = field(default_factory=dict)
+    phase_options: dict[str, Any] = field(default_factory=dict)  # as given: `phase.create` types and checks them
+    device: str = "auto"
     seed: int = 0
     batch_size: int = 16
 
@@ -128,11 +130,6 @@ def plan_manifest(manifest: Path, out: Path, shard: Shard, *, single_file: bool)
     return shard.select(name_outputs(read_manifest(manifest), out, single_file=single_file))
 
 
-def volume_rng(seed: int, info: VolumeInfo, batch_start: int) -> np.random.Generator:
-    """The random stream of one batch of one volume: a function of the seed and the volume only."""
-    return np.random.default_rng([seed, int(info.key[:15], 16), batch_start])
-
-
 def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig, output: Path) -> None:
     """Normalize one volume, then slab by slab: resize, synthesize phase, transform, write.
 
@@ -156,7 +153,7 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         for start in range(0, slices, config.batch_size):
             magnitude, _ = resize(volume.data[start : start + config.batch_size], spacing, prep.size, prep.fit)
             magnitude *= np.float32(1.0 / scale)
-            phases = synthesizer.synthesize(magnitude, volume_rng(config.seed, info, start))
+            phases = synthesizer.synthesize(magnitude, stream(config.seed, info.key, start), info.acquisition)
             writer.write(start, to_kspace(magnitude, phases), magnitude)
         settings = synthesizer.settings()
         writer.attrs.update(
@@ -176,6 +173,7 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
                 "normalization_percentile": prep.percentile,
                 "normalization_scale": scale,
                 "acquisition_meta": info.meta,
+                "acquisition_record": info.acquisition.to_json(),
             }
         )
         if settings.get("checkpoint_sha256"):

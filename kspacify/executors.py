@@ -1,7 +1,7 @@
 """Where planned volumes are converted: in this process, in local worker processes, or on a Dask
 cluster.
 
-A volume's file is a function of the configuration and the volume alone (`convert.volume_rng`), so
+A volume's file is a function of the configuration and the volume alone (`seeding.stream`), so
 every executor writes the same bytes as the serial run; they differ only in where the work happens.
 Work in flight is bounded (a few volumes per worker), so memory stays flat however long the list.
 """
@@ -16,7 +16,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 from threadpoolctl import threadpool_limits
 
-from kspacify import fastmri_io, phase
+from kspacify import phase
+from kspacify.atomic import remove_temporaries
+from kspacify.errors import UsageError
 from kspacify.convert import ConvertConfig, Outcome, PlannedVolume, convert_one, load_one
 from kspacify.sources import Volume
 
@@ -25,7 +27,7 @@ __all__ = ["ExecutorError", "run"]
 DASK_CONNECT_TIMEOUT = "30s"  # how long to wait for a scheduler that does not answer
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(UsageError):
     """The executor itself cannot run (e.g. no Dask installed, scheduler unreachable)."""
 
 
@@ -72,7 +74,7 @@ def run(
             for item in todo:
                 yield convert_one(item, synthesizer, config)
     # every writer of these outputs has finished: a temporary left now is a dead attempt's (a killed worker)
-    fastmri_io.remove_temporaries(item.output for item in todo)
+    remove_temporaries(item.output for item in todo)
 
 
 def _on_accelerator(synthesizer: phase.PhaseSynthesizer | None) -> bool:
@@ -86,7 +88,7 @@ _worker_state: dict[str, Any] = {}
 def _synthesizer_for(config: ConvertConfig) -> phase.PhaseSynthesizer:
     """This process's synthesizer for `config`, built once (a worker converts many volumes)."""
     if _worker_state.get("config") != config:
-        _worker_state.update(config=config, synthesizer=phase.create(config.phase, **config.phase_options))
+        _worker_state.update(config=config, synthesizer=phase.create(config.phase, device=config.device, **config.phase_options))
     return _worker_state["synthesizer"]
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import uuid
-from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import h5py
 import numpy as np
+
+from kspacify.atomic import temporary_for
 
 _GAMMA_HZ_PER_T = 42.577478e6
 
@@ -58,31 +57,6 @@ def ismrmrd_header(size: tuple[int, int], fov_mm: tuple[float, float, float], fi
     )
 
 
-_TEMPORARY = ".tmp"
-_TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
-
-
-def remove_temporaries(outputs: Iterable[Path]) -> int:
-    """Delete the temporaries that writers of `outputs` left behind (one listing per folder); call
-    it only when none of them is writing, e.g. after a run in which a worker was killed mid-write.
-    Returns how many were removed."""
-    names: dict[Path, set[str]] = defaultdict(set)
-    for output in outputs:
-        names[output.parent].add(output.name)
-    removed = 0
-    for folder, wanted in names.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            match = _TEMPORARY_NAME.fullmatch(entry.name)
-            if match and match["name"] in wanted:
-                Path(entry.path).unlink(missing_ok=True)
-                removed += 1
-    return removed
-
-
 class VolumeWriter:
     """Streams one volume into a temporary HDF5 file beside `path`, slab by slab, so memory holds a
     slab, not the volume's k-space. Leaving the `with` block normally adds `attrs` plus `max` and
@@ -92,7 +66,7 @@ class VolumeWriter:
     def __init__(self, path: Path, shape: tuple[int, int, int], header: str) -> None:
         self.path = path
         self.attrs: dict[str, Any] = {}
-        self._temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{_TEMPORARY}")
+        self._temporary = temporary_for(path)
         self._shape = shape
         self._header = header
         self._max = 0.0

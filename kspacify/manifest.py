@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, TypeVar
 
+from kspacify.errors import UsageError
 from kspacify.sources import VolumeInfo
 
 FORMAT = "kspacify-manifest/1"
@@ -22,7 +23,7 @@ FORMAT = "kspacify-manifest/1"
 T = TypeVar("T")
 
 
-class ManifestError(ValueError):
+class ManifestError(UsageError):
     """A manifest line or a shard setting that cannot be used; the message names which and why."""
 
 

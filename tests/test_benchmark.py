@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import dataclasses
 import json
 from pathlib import Path
 
@@ -34,14 +35,19 @@ def data_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _broken(**_):
+@dataclasses.dataclass(frozen=True)
+class _NoOptions:
+    pass
+
+
+def _broken(options, device):
     raise RuntimeError("no weights for this test method")
 
 
 @pytest.fixture()
 def broken_method(monkeypatch):
     """A registered phase method that cannot be created (as sbdm/gan without a checkpoint)."""
-    monkeypatch.setitem(phase.registry(), "broken", MethodSpec("broken", "test only", create=_broken))
+    monkeypatch.setitem(phase.registry(), "broken", MethodSpec("broken", "test only", options=_NoOptions, build=_broken))
 
 
 def _config(out: Path, data: Path, **overrides) -> BenchmarkConfig:

@@ -175,7 +175,7 @@ def test_phase_method_contract(weights_dir, monkeypatch):
 
 def test_auto_picks_gan_when_sbdm_is_not_usable_and_its_card_beats_physics(weights_dir, monkeypatch, tmp_path):
     spec = registry()["sbdm"]
-    monkeypatch.setitem(registry(), "sbdm", dataclasses.replace(spec, usable=lambda device: (False, "no GPU")))
+    monkeypatch.setitem(registry(), "sbdm", dataclasses.replace(spec, usable=lambda device, acquisition=None: (False, "no GPU")))
     measured = tmp_path / "measured"
     measured.mkdir()
     (measured / "gan-small.safetensors").write_bytes((weights_dir / "gan-small.safetensors").read_bytes())

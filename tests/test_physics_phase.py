@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from kspacify.errors import OptionError
 from kspacify.phase import base
 from kspacify.phase.physics import (
     GAMMA_BAR_HZ_PER_T,
@@ -51,8 +51,11 @@ def test_registered_and_preferred_by_auto():
     assert base.resolve("auto", "cpu")[0] in {"physics"} | {
         m.name for m in base.registry().values() if m.auto_rank is not None and m.auto_rank < 50
     }
-    synth = base.create("physics", device="cpu", steps=10)  # unrelated CLI options are ignored
-    assert synth.name == "physics"
+    assert base.create("physics", device="cpu").name == "physics"
+    with pytest.raises(OptionError, match="unknown option.*b0_teslaa.*known: b0_tesla"):
+        base.create("physics", b0_teslaa=3)  # a typo is an error, never a silent default
+    with pytest.raises(OptionError, match="unknown option.*steps"):
+        base.create("physics", device="cpu", steps=10)  # an option of another method too
 
 
 def test_settings_are_json_and_validated():
@@ -60,7 +63,8 @@ def test_settings_are_json_and_validated():
     settings = synth.settings()
     assert json.loads(json.dumps(settings)) == settings
     assert settings["b0_tesla"] == [1.5, 7.0] and settings["echo_time_ms"] == [2.0, 30.0]
-    assert PhysicsPhase.from_options(echo_time_ms=[5.0, 5.0]).config.echo_time_ms == (5.0, 5.0)
+    assert base.create("physics", echo_time_ms=[5.0, 5.0]).config.echo_time_ms == (5.0, 5.0)
+    assert base.create("physics", echo_time_ms="5,5", shared_across_batch="true").config.shared_across_batch is True
     with pytest.raises(ValueError):
         PhysicsSettings(echo_time_ms=(30.0, 2.0))
     with pytest.raises(ValueError):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from kspacify import convert, executors, fastmri_io, sources
+from kspacify import atomic, convert, executors, sources
 from kspacify.cli import app
 from kspacify.manifest import ManifestError, Shard
 
@@ -112,7 +112,7 @@ def test_temporaries_of_dead_writers_are_removed_and_nothing_else(tmp_path):
     keep = [out / ".other.h5.0123abcd.tmp", out / "v1.h5", out / ".v1.h5.notes"]
     for path in stale + keep:
         path.write_bytes(b"x")
-    assert fastmri_io.remove_temporaries([out / "v1.h5", out / "v1_2.h5", tmp_path / "gone" / "v9.h5"]) == 2
+    assert atomic.remove_temporaries([out / "v1.h5", out / "v1_2.h5", tmp_path / "gone" / "v9.h5"]) == 2
     assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
 
 

@@ -8,6 +8,8 @@ from typing import Annotated, Callable, Optional, TypeVar
 import typer
 from rich.console import Console
 
+from kspacify.commands.common import user_errors
+
 
 T = TypeVar("T")
 
@@ -21,6 +23,7 @@ def _split_list(values: list[str], cast: Callable[[str], T], option: str) -> lis
         raise typer.BadParameter(f"expected numbers, got {values}", param_hint=option) from None
 
 
+@user_errors
 def command(
     acceleration: Annotated[list[str], typer.Option("--R", help="Acceleration(s) R, e.g. --R 4 or --R 2,3,4,6 (sweep).")] = ["4"],
     acs: Annotated[list[str], typer.Option("--acs", help="ACS (fully sampled centre) lines, e.g. --acs 26 or --acs 16,26,31.")] = ["26"],

@@ -7,9 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from kspacify.commands import run_training, stderr_console, usage_error
+from kspacify.commands.common import stderr_console, user_errors
+from kspacify.commands.training import run_training
 
 
+@user_errors
 def command(
     data: Annotated[Path, typer.Option("--data", help="Directory (or file) of complex MRI: fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy.", show_default=False)],
     preset: Annotated[str, typer.Option(help="Network sizes: small (CPU; ngf 8, ndf 16) or unet_256 (pix2pix; ngf 64, ndf 64).")] = "small",

@@ -33,6 +33,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from kspacify.atomic import write_json
+
 FORMAT = "kspacify-splits"
 VERSION = 1
 
@@ -147,13 +149,7 @@ def save_splits(
     splits = {name: list(keys) for name, keys in splits.items()}
     validate_splits(splits)
     document = {"format": FORMAT, "version": VERSION, "splits": splits, "meta": dict(meta or {})}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    return write_json(path, document)
 
 
 def load_splits_with_meta(path: str | os.PathLike[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:

@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 
 from kspacify.gan.network import PRESETS, Discriminator, GanConfig, Generator, sample_noise
 from kspacify.training import LoopConfig, Part, StepContext, TrainResult, TrainTask, World, fit
+from kspacify.errors import UsageError
 
 __all__ = ["GAN_MODES", "GanRun", "GanTask", "PairSet", "canonical_phasor", "load_pairs", "train_gan"]
 
@@ -264,12 +265,12 @@ def train_gan(run: GanRun) -> TrainResult:
     from kspacify.datasets import DatasetError, list_volumes, load_splits_with_meta, make_volume_splits, save_splits
 
     if run.preset not in PRESETS:
-        raise ValueError(f"unknown preset {run.preset!r}; choose one of: {', '.join(PRESETS)}")
+        raise UsageError(f"unknown preset {run.preset!r}; choose one of: {', '.join(PRESETS)}")
     config = PRESETS[run.preset]
     if run.noise_channels is not None:
         config = replace(config, generator=replace(config.generator, noise_channels=run.noise_channels))
     if run.size % config.generator.multiple:
-        raise ValueError(f"--size must be a multiple of {config.generator.multiple} for preset {run.preset}")
+        raise UsageError(f"--size must be a multiple of {config.generator.multiple} for preset {run.preset}")
     refs = list_volumes(run.data)
     if not refs:
         raise DatasetError(f"no complex volumes (fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy) in {run.data}")

@@ -29,13 +29,15 @@ before the FFT so the periodic copies do not overlap.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
 
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.options import as_dict
 from kspacify.phase.base import MethodSpec, wrap
 
 GAMMA_BAR_HZ_PER_T = 42.577478e6  # proton gyromagnetic ratio / 2 pi
@@ -91,8 +93,10 @@ class PhysicsSettings:
             raise ValueError("physics phase: b0_tesla and echo_time_ms must be positive")
         if self.pad_factor < 1:
             raise ValueError(f"physics phase: pad_factor must be >= 1, got {self.pad_factor}")
-        if self.chi_blob_count < 0 or self.coil_bump_count < 0:
-            raise ValueError("physics phase: blob/bump counts must be >= 0")
+        if not (0 <= self.chi_blob_count <= 64 and 0 <= self.coil_bump_count <= 64):
+            raise ValueError("physics phase: blob/bump counts must be in [0, 64]")
+        if self.pad_factor > 8:
+            raise ValueError(f"physics phase: pad_factor must be at most 8, got {self.pad_factor}")
         if self.slab_half_thickness_fov[0] <= 0:
             raise ValueError("physics phase: slab_half_thickness_fov must be > 0")
 
@@ -418,17 +422,10 @@ class PhysicsPhase:
     def __init__(self, settings: PhysicsSettings | None = None) -> None:
         self.config = settings if settings is not None else PhysicsSettings()
 
-    @classmethod
-    def from_options(cls, **options: Any) -> PhysicsPhase:
-        """Build from CLI options: those naming a `PhysicsSettings` field are used, others ignored."""
-        known = {f.name for f in fields(PhysicsSettings)}
-        chosen = {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items() if k in known}
-        return cls(replace(PhysicsSettings(), **chosen))
-
     def settings(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()}
+        return as_dict(self.config)
 
-    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator, acquisition: Acquisition = UNKNOWN) -> np.ndarray:
         magnitude = np.asarray(magnitude, dtype=np.float32)
         if magnitude.ndim != 3:
             raise ValueError(f"physics phase: magnitude must be (batch, H, W), got shape {magnitude.shape}")
@@ -483,7 +480,8 @@ class PhysicsPhase:
 METHOD = MethodSpec(
     name="physics",
     summary="physics model: dipole B0 field of a tissue/air mask, shim, coil phase, noisy background",
-    create=lambda **options: PhysicsPhase.from_options(**options),
+    options=PhysicsSettings,
+    build=lambda options, device: PhysicsPhase(options),
     auto_rank=50,
-    usable=lambda device: (True, "model-free physics model"),
+    usable=lambda device, acquisition=UNKNOWN: (True, "model-free physics model"),
 )

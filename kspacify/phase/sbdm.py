@@ -28,14 +28,16 @@ so tissue rather than background noise sets the coarse phase).
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from kspacify import weights
-from kspacify.phase.base import MethodSpec, known_options, wrap
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.errors import OptionError
+from kspacify.phase.base import MethodSpec, wrap
 from kspacify.phase.physics import with_measurement_noise
 
 if TYPE_CHECKING:
@@ -44,10 +46,30 @@ if TYPE_CHECKING:
 DEFAULT_PRESET = "small"
 DEFAULT_SAMPLER = "dpm2m"
 DEFAULT_STEPS = {"dpm2m": 25}  # measured: see docs/performance.md; other samplers use their own default
-OPTIONS = ("device", "checkpoint", "preset", "sampler", "steps", "snr", "precision", "background",
-           "channels_last", "compile")
 PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
-BACKGROUNDS = ("auto", "noise", "model")
+
+
+@dataclass(frozen=True)
+class SbdmOptions:
+    checkpoint: Path | None = field(default=None, metadata={"help": "an sbdm-*.safetensors file (default: the bundled one)"})
+    preset: str = field(default=DEFAULT_PRESET, metadata={"help": "which bundled sbdm-<preset> to look for"})
+    sampler: str = field(default=DEFAULT_SAMPLER, metadata={"help": "a sampler of kspacify.sbdm.SAMPLERS (pc, heun, dpm2m)"})
+    steps: int | None = field(default=None, metadata={"help": "sampler steps (default: 25 for dpm2m, the sampler's own otherwise)"})
+    snr: float | None = field(default=None, metadata={"help": "corrector signal-to-noise ratio of the pc sampler"})
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={"help": "autocast dtype on CUDA"})
+    background: Literal["auto", "noise", "model"] = field(default="auto", metadata={"help": "noise floor from the noise model, or the network's"})
+    channels_last: bool = field(default=True, metadata={"help": "NHWC memory layout"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the network"})
+
+    def __post_init__(self) -> None:
+        from kspacify.sbdm.samplers import SAMPLERS
+
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sbdm phase: unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+        if self.snr is not None and self.sampler != "pc":
+            raise ValueError(f"sbdm phase: snr is an option of the pc sampler, not {self.sampler}")
+        if self.steps is not None and not 2 <= self.steps <= 100_000:
+            raise ValueError(f"sbdm phase: steps must be at least 2 (and at most 100000), got {self.steps}")
 
 
 def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
@@ -84,80 +106,48 @@ def to_diffusion_grid(
     return coarse, weighted / norm.clamp_min(1e-12)
 
 
-def _flag(name: str, value: Any) -> bool:
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"sbdm phase: {name} must be true or false, got {value!r}")
-
-
 class SbdmPhase:
     """A loaded checkpoint plus sampling options; `synthesize` draws one phase map per slice."""
 
     name = "sbdm"
 
-    def __init__(
-        self,
-        device: str = "auto",
-        checkpoint: str | os.PathLike[str] | None = None,
-        preset: str = DEFAULT_PRESET,
-        sampler: str | None = None,
-        steps: int | None = None,
-        snr: float | None = None,
-        precision: str = "auto",
-        background: str = "auto",
-        channels_last: bool | str = True,
-        compile: bool | str = False,
-    ) -> None:
+    def __init__(self, options: SbdmOptions | None = None, device: str = "auto") -> None:
         import torch
 
         from kspacify.device import resolve_device
-        from kspacify.sbdm import SAMPLERS, CheckpointError, load_checkpoint, load_sde, make_sampler
+        from kspacify.sbdm import load_checkpoint, load_sde, make_sampler
         from kspacify.sbdm.checkpoint import FALLBACK
 
-        sampler = sampler or DEFAULT_SAMPLER
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sbdm phase: unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
-        if snr is not None and sampler != "pc":
-            raise ValueError(f"sbdm phase: snr is an option of the pc sampler, not {sampler}")
-        self.sampler = make_sampler(sampler, **({"snr": float(snr)} if snr is not None else {}))
-        self.steps = int(steps) if steps is not None else DEFAULT_STEPS.get(sampler, self.sampler.default_steps)
-        if self.steps < 2:
-            raise ValueError(f"sbdm phase: steps must be at least 2, got {self.steps}")
-        if background not in BACKGROUNDS:
-            raise ValueError(f"sbdm phase: background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
-        self.background = background
+        options = options if options is not None else SbdmOptions()
+        sampler = options.sampler
+        self.sampler = make_sampler(sampler, **({"snr": options.snr} if options.snr is not None else {}))
+        self.steps = options.steps if options.steps is not None else DEFAULT_STEPS.get(sampler, self.sampler.default_steps)
+        self.background = options.background
         self.device = resolve_device(device)
+        precision = options.precision
         if precision == "auto":
             cuda = self.device.type == "cuda"
             precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-        if precision not in PRECISIONS:
-            raise ValueError(f"sbdm phase: precision must be auto, {', '.join(PRECISIONS)}; got {precision!r}")
         if precision != "fp32" and self.device.type != "cuda":
-            raise ValueError(f"sbdm phase: precision {precision} is for CUDA only; {self.device} runs fp32")
+            raise OptionError(f"sbdm phase: precision {precision} is for CUDA only; {self.device} runs fp32")
         self.precision = precision
         self.autocast_dtype = getattr(torch, PRECISIONS[precision]) if PRECISIONS[precision] else None
 
+        checkpoint = options.checkpoint
         if checkpoint is None:
-            found = find_checkpoint(preset)
-            if found is None:
+            checkpoint = find_checkpoint(options.preset)
+            if checkpoint is None:
                 places = ", ".join(str(d) for d in weights.weights_dirs())
-                raise ValueError(
-                    f"sbdm phase: no checkpoint sbdm-{preset}.safetensors in {places} (set ${weights.WEIGHTS_ENV} or "
+                raise OptionError(
+                    f"sbdm phase: no checkpoint sbdm-{options.preset}.safetensors in {places} (set ${weights.WEIGHTS_ENV} or "
                     f"--phase-opt checkpoint=PATH); {FALLBACK}"
                 )
-            checkpoint = found
         self.path = Path(checkpoint)
-        try:
-            model, self.card = load_checkpoint(self.path, device=self.device)
-        except CheckpointError as error:
-            raise ValueError(str(error)) from None
+        model, self.card = load_checkpoint(self.path, device=self.device)
         self.sde = load_sde(self.card)
         self.config = model.config
-        self.channels_last = _flag("channels_last", channels_last)
-        self.compiled = _flag("compile", compile)
+        self.channels_last = options.channels_last
+        self.compiled = options.compile
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = torch.compile(model) if self.compiled else model
@@ -179,7 +169,7 @@ class SbdmPhase:
             "compile": self.compiled,
         }
 
-    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator, acquisition: Acquisition = UNKNOWN) -> np.ndarray:
         import torch
         import torch.nn.functional as F
 
@@ -207,12 +197,7 @@ class SbdmPhase:
         return wrap(phase)
 
 
-def create(**options: Any) -> SbdmPhase:
-    """Build from CLI options; an unknown option is an error."""
-    return SbdmPhase(**known_options("sbdm", options, OPTIONS))
-
-
-def usable(device: str) -> tuple[bool, str]:
+def usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
     """For `auto`: a checkpoint must be found (checked without importing torch), a GPU present, and
     the checkpoint's card must show it more realistic than `physics` (`weights.realism_gate`)."""
     path = find_checkpoint()
@@ -233,7 +218,8 @@ def usable(device: str) -> tuple[bool, str]:
 METHOD = MethodSpec(
     name="sbdm",
     summary="conditional score-based diffusion model (learned; checkpoint in weights/)",
-    create=create,
+    options=SbdmOptions,
+    build=lambda options, device: SbdmPhase(options, device),
     auto_rank=10,
     usable=usable,
 )

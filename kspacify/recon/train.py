@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from kspacify import metrics, phase
+from kspacify.errors import UsageError
 from kspacify.datasets import VolumeRef, list_volumes, load_splits_with_meta, make_volume_splits, read_volume, save_splits
 from kspacify.kspace import fft2c, ifft2c
 from kspacify.phase.base import UnknownMethodError
@@ -80,6 +81,13 @@ class Sampling:
 
     def draw(self, width: int, rng: np.random.Generator) -> UndersamplingMask:
         return sample_mask(self.mask, width, self.acceleration, self.acs, rng)
+
+    def check(self, width: int) -> None:
+        """A UsageError naming the problem if this sampling cannot be drawn at `width`, before any work."""
+        try:
+            self.draw(width, np.random.default_rng(0))
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"--R {self.acceleration:g} --acs {self.acs}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return {"acceleration": self.acceleration, "acs": self.acs, "mask": self.mask}
@@ -365,7 +373,7 @@ def train_varnet(run: VarNetRun) -> TrainResult:
     """Split the data by patient, synthesize the training k-space from recTrain's magnitudes with
     `run.phase` (cached in out/), and train a VarNet validated on recVal's real k-space."""
     check_phase_method(run.phase, run.device)
-    run.sampling.draw(run.size, np.random.default_rng(0))  # a bad R / ACS / mask fails before any work
+    run.sampling.check(run.size)
     net = VarNetConfig.preset(run.preset)
     refs = list_volumes(run.data)
     if not refs:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kspacify.kspace import fft2c, ifft2c
+from kspacify.errors import UsageError
 
 __all__ = ["VARNET_PRESETS", "NormUNet", "UNet", "VarNet", "VarNetCascade", "VarNetConfig", "soft_data_consistency"]
 
@@ -54,7 +55,7 @@ class VarNetConfig:
         try:
             base = VARNET_PRESETS[name]
         except KeyError:
-            raise ValueError(f"unknown VarNet preset {name!r}; known: {', '.join(VARNET_PRESETS)}") from None
+            raise UsageError(f"unknown VarNet preset {name!r}; known: {', '.join(VARNET_PRESETS)}") from None
         return replace(base, **overrides)
 
     def to_dict(self) -> dict[str, Any]:

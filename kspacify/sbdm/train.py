@@ -41,6 +41,7 @@ from kspacify.sbdm.checkpoint import save_checkpoint
 from kspacify.sbdm.network import ScoreNet, ScoreNetConfig
 from kspacify.sbdm.sde import VESDE, dsm_loss, phasor_sigma_max
 from kspacify.training import EMA, LoopConfig, Part, StepContext, TrainResult, TrainTask, World, fit, linear_warmup, load_weights
+from kspacify.errors import UsageError
 
 __all__ = [
     "DataError",
@@ -328,7 +329,7 @@ def train_sbdm(run: SbdmRun) -> tuple[TrainResult, dict[str, Any] | None]:
     `sbdm-<preset>.safetensors` + card. Returns the loop's result and the checkpoint card (or None)."""
     net, sde = run.net(), run.sde()  # a bad preset or size fails before any reading
     if run.read_size < run.diffusion_size:
-        raise ValueError(f"read size {run.read_size} is smaller than the diffusion size {run.diffusion_size}")
+        raise UsageError(f"read size {run.read_size} is smaller than the diffusion size {run.diffusion_size}")
     refs = list_volumes(run.data)
     if not refs:
         raise DataError(f"no complex volumes (fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy) in {run.data}")

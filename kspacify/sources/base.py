@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.errors import KspacifyError
+
 
 @dataclass(frozen=True)
 class NativePixels:
@@ -54,6 +57,7 @@ class VolumeInfo:
     shape: tuple[int, int, int]  # slices, rows, columns
     spacing: tuple[float, float, float]  # mm: slice step, row spacing, column spacing
     meta: dict[str, Any] = field(default_factory=dict)  # PHI-free acquisition facts
+    acquisition: Acquisition = UNKNOWN  # what the phase depends on (sequence family, B0, TE, field direction)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -61,7 +65,9 @@ class VolumeInfo:
         return tuple(dict.fromkeys(ref.path for ref in self.slices))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["acquisition"] = self.acquisition.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VolumeInfo:
@@ -77,6 +83,7 @@ class VolumeInfo:
             shape=tuple(data["shape"]),  # type: ignore[arg-type]
             spacing=tuple(data["spacing"]),  # type: ignore[arg-type]
             meta=dict(data.get("meta", {})),
+            acquisition=Acquisition.from_json(data.get("acquisition")),
         )
 
 
@@ -97,7 +104,7 @@ class Skipped:
     failed: bool = False  # True: a fault (corrupt, unreadable); False: not for us (e.g. a DICOMDIR)
 
 
-class SourceError(Exception):
+class SourceError(KspacifyError):
     """A reader could not load a volume it had scanned; the message names the cause."""
 
 

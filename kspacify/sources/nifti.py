@@ -9,13 +9,15 @@ mapped, and only the volume being converted is read.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import nibabel as nib
 import numpy as np
 
+from kspacify.acquisition import Acquisition, from_header_fields
 from kspacify.sources.base import Pseudonymizer, Skipped, SliceRef, SourceError, VolumeInfo, stable_key
 from kspacify.sources.orientation import InPlane, canonical_inplane
 
@@ -35,6 +37,35 @@ def _stem(path: Path) -> str:
             name = name[: -len(suffix)]
             break
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "volume"
+
+
+def sidecar_of(path: Path) -> Path:
+    """The dcm2niix/BIDS JSON sidecar of a NIfTI file: the same name with .json."""
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".NII.GZ", ".NII"):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".json")
+    return path.with_suffix(".json")
+
+
+def _acquisition(path: Path, inplane: InPlane, oriented: bool) -> tuple[Acquisition, str | None]:
+    """The acquisition from a dcm2niix/BIDS sidecar beside the file (times in seconds there), and
+    the B0 direction from the affine where the file says it holds a real orientation (qform or
+    sform code > 0). Also a note when a sidecar exists but cannot be read."""
+    fields: dict[str, Any] = {}
+    note = None
+    sidecar = sidecar_of(path)
+    if sidecar.is_file():
+        try:
+            if sidecar.stat().st_size > 1 << 20:
+                raise ValueError("larger than 1 MiB")
+            loaded = json.loads(sidecar.read_text(encoding="utf-8"))
+            if not isinstance(loaded, dict):
+                raise ValueError("not a JSON object")
+            fields = loaded
+        except (OSError, ValueError, RecursionError) as error:  # no file name: names may carry PHI
+            note = f"JSON sidecar unreadable ({type(error).__name__}); acquisition unknown"
+    return from_header_fields(fields, inplane.b0_direction() if oriented else None, seconds=True), note
 
 
 def _layout(affine: np.ndarray) -> tuple[InPlane, bool, np.ndarray]:
@@ -73,12 +104,16 @@ def scan_nifti(paths: Iterator[Path] | list[Path], pseudonymize: Pseudonymizer) 
         row_spacing, col_spacing = inplane.spacing(float(sizes[0]), float(sizes[1]))
         subject = "_".join(m.group(0) for m in _BIDS_ENTITY.finditer(str(path))) or _stem(path)
         header = image.header
-        meta = {"plane": inplane.plane, "stored_dtype": str(dtype)}
+        meta: dict[str, Any] = {"plane": inplane.plane, "stored_dtype": str(dtype)}
         try:
             meta["qform_code"] = int(header["qform_code"])
             meta["sform_code"] = int(header["sform_code"])
         except (KeyError, TypeError):
             pass
+        oriented = bool(meta.get("qform_code", 0) or meta.get("sform_code", 0))
+        acquisition, note = _acquisition(path, inplane, oriented)
+        if note:
+            meta["sidecar_note"] = note
         for frame in range(frames):
             name = _stem(path) if frames == 1 else f"{_stem(path)}_t{frame:03d}"
             entities = "_".join(m.group(0) for m in _BIDS_ENTITY.finditer(str(path.parent)))
@@ -93,6 +128,7 @@ def scan_nifti(paths: Iterator[Path] | list[Path], pseudonymize: Pseudonymizer) 
                 shape=(nz, rows, cols),
                 spacing=(float(sizes[2]), row_spacing, col_spacing),
                 meta={**meta, "volume_index": frame, "volumes_in_file": frames},
+                acquisition=acquisition,
             )
 
 

@@ -67,13 +67,14 @@ from kspacify.training.checkpoint import (
 )
 from kspacify.training.distributed import World, pick_device
 from kspacify.training.ema import EMA
+from kspacify.errors import UsageError
 
 __all__ = ["LoopConfig", "Part", "ResumeError", "StepContext", "TrainResult", "TrainTask", "fit", "linear_warmup"]
 
 STATE_FORMAT = "kspacify-train-state"
 
 
-class ResumeError(ValueError):
+class ResumeError(UsageError):
     """out_dir holds a checkpoint of a different run (another config, data, seed or batch size)."""
 
 
