@@ -2,9 +2,11 @@
 place, so a file that exists is complete (what `--resume` and every "reuse if present" rely on), and
 an interrupted or failed write leaves nothing behind.
 
-Temporaries are named `.<name>.<8 hex>.tmp[<suffix>]`: unique per writer, so two runs writing into
-one folder never touch each other's, and recognizable, so `remove_temporaries` can clear the ones a
-killed writer left.
+Temporaries are named `.<name>.<run>-<writer>.tmp[<suffix>]` (`<run>`, `<writer>`: 8 hex digits each;
+a writer outside any run has `.<name>.<writer>.tmp`): unique per writer, and recognizable, so
+`remove_temporaries` can clear the ones a killed writer left: those of its own run (a run knows its
+writers are done), and those of any run left untouched for `STALE_AFTER` seconds (a writer touches
+its file at every slab). So two runs writing into one folder never delete each other's live files.
 """
 
 from __future__ import annotations
@@ -13,17 +15,26 @@ import contextlib
 import json
 import os
 import re
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp(\.[A-Za-z0-9.]+)?")
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?:(?P<run>[0-9a-f]{8})-)?[0-9a-f]{8}\.tmp(\.[A-Za-z0-9.]+)?")
+STALE_AFTER = 3600.0  # seconds untouched after which any run's temporary is a dead writer's
 
 
-def temporary_for(path: Path, suffix: str = "") -> Path:
-    """A fresh temporary name beside `path`; `suffix` for writers that pick a format by extension."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+def new_run() -> str:
+    """A token naming one run's temporaries (8 hex digits)."""
+    return uuid.uuid4().hex[:8]
+
+
+def temporary_for(path: Path, suffix: str = "", run: str | None = None) -> Path:
+    """A fresh temporary name beside `path`, of `run` if given; `suffix` for writers that pick a
+    format by extension."""
+    writer = uuid.uuid4().hex[:8]
+    return path.with_name(f".{path.name}.{f'{run}-' if run else ''}{writer}.tmp{suffix}")
 
 
 @contextlib.contextmanager
@@ -57,14 +68,16 @@ def write_json(path: str | os.PathLike[str], document: Any, indent: int | None =
     return write_text(path, json.dumps(document, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan) + "\n")
 
 
-def remove_temporaries(outputs: Iterable[Path]) -> int:
-    """Delete temporaries of `outputs` that their writers left behind (one listing per folder). Call
-    it when none of those writers is still writing (after a run in which a worker was killed).
-    Returns how many it removed."""
+def remove_temporaries(outputs: Iterable[Path], run: str | None = None, stale_after: float = STALE_AFTER) -> int:
+    """Delete temporaries of `outputs` that dead writers left behind (one listing per folder): those
+    of `run` (call it when none of that run's writers is still writing, e.g. after a run in which a
+    worker was killed) and those of any run untouched for `stale_after` seconds. Another run's
+    live temporaries are left alone. Returns how many it removed."""
     names: dict[Path, set[str]] = defaultdict(set)
     for output in outputs:
         names[output.parent].add(output.name)
     removed = 0
+    now = time.time()
     for folder, wanted in names.items():
         try:
             entries = list(os.scandir(folder))
@@ -72,8 +85,15 @@ def remove_temporaries(outputs: Iterable[Path]) -> int:
             continue
         for entry in entries:
             match = _TEMPORARY.fullmatch(entry.name)
-            if match and match["name"] in wanted:
-                with contextlib.suppress(FileNotFoundError):
-                    Path(entry.path).unlink()
+            if not match or match["name"] not in wanted:
+                continue
+            if run is None or match["run"] != run:
+                try:
+                    if now - entry.stat(follow_symlinks=False).st_mtime < stale_after:
+                        continue  # perhaps another run's live writer
+                except OSError:
+                    continue
+            with contextlib.suppress(FileNotFoundError):
+                Path(entry.path).unlink()
                 removed += 1
     return removed

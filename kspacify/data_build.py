@@ -324,7 +324,7 @@ def collect(
         if entry is not None and entry.member in seen:
             continue  # the same member in two wheels given (e.g. two versions): the first wins
         infos: list[VolumeInfo] = []
-        for result in sources.scan([Found(found.path, explicit=True)], pseudonymize):
+        for result in sources.scan([Found(found.path, explicit=True)], pseudonymize, keep_names=True):
             if isinstance(result, Skipped):
                 skipped.append(Skipped(f"{found.origin.get('archive', found.path)}:{found.origin.get('member', '')}", result.reason, result.failed))
             else:
@@ -340,7 +340,7 @@ def collect(
             origin = {**found.origin, "description": entry.description, "license": entry.license}
             items.append(Item(info, entry.subject, name, origin))
     if plain:
-        for result in sources.scan(sources.discover(plain), pseudonymize):
+        for result in sources.scan(sources.discover(plain), pseudonymize, keep_names=True):
             if isinstance(result, Skipped):
                 skipped.append(result)
             else:

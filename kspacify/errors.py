@@ -27,3 +27,8 @@ class DataError(KspacifyError, ValueError):
     reader listed but cannot read, a splits file that does not fit the data (exit code 2)."""
 
     exit_code = 2
+
+
+class VolumeError(KspacifyError):
+    """One volume cannot be converted (its values are not magnitudes, it needs more memory than
+    there is, ...): that volume fails, the run goes on (exit code 1 at the end)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,10 @@ import h5py
 import numpy as np
 
 from kspacify.atomic import temporary_for
+from kspacify.errors import VolumeError
+
+DATASETS = ("kspace", "reconstruction_esc", "ismrmrd_header")
+REQUIRED_ATTRS = ("kspacify_version", "max", "norm", "phase_method")
 
 _GAMMA_HZ_PER_T = 42.577478e6
 
@@ -63,10 +68,10 @@ class VolumeWriter:
     `norm` (accumulated from the slabs) and renames the file into place; leaving it by an exception
     deletes the temporary: an interrupted run leaves no half-written file."""
 
-    def __init__(self, path: Path, shape: tuple[int, int, int], header: str) -> None:
+    def __init__(self, path: Path, shape: tuple[int, int, int], header: str, run: str | None = None) -> None:
         self.path = path
         self.attrs: dict[str, Any] = {}
-        self._temporary = temporary_for(path)
+        self._temporary = temporary_for(path, run=run)
         self._shape = shape
         self._header = header
         self._max = 0.0
@@ -81,7 +86,10 @@ class VolumeWriter:
         return self
 
     def write(self, start: int, kspace: np.ndarray, reconstruction: np.ndarray) -> None:
-        """Slices start .. start + len(kspace) of both datasets."""
+        """Slices start .. start + len(kspace) of both datasets. Nothing non-finite or negative is
+        written: such values are a phase method's or a check's bug, and fail the volume."""
+        if not (np.all(np.isfinite(kspace)) and np.all(np.isfinite(reconstruction)) and np.all(reconstruction >= 0)):
+            raise VolumeError("k-space or magnitude not finite or negative after synthesis: nothing written")
         stop = start + len(kspace)
         self._kspace[start:stop] = kspace
         self._reconstruction[start:stop] = reconstruction
@@ -102,3 +110,29 @@ class VolumeWriter:
         finally:
             if self._temporary.exists():
                 self._temporary.unlink()
+
+
+def incomplete(path: Path, slices: int) -> str | None:
+    """Why the file at `path` is not a complete kspacify volume of `slices` slices (None if it is):
+    what `--resume` asks before it keeps an existing output. Cheap: opens the file and reads names,
+    shapes and attributes, no data."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file"
+    try:
+        with h5py.File(path, "r") as handle:
+            missing = [name for name in DATASETS if name not in handle]
+            if missing:
+                return f"has no {', '.join(missing)} (not a kspacify file?)"
+            missing = [name for name in REQUIRED_ATTRS if name not in handle.attrs]
+            if missing:
+                return f"lacks the attributes {', '.join(missing)} (not a kspacify file?)"
+            shape = handle["kspace"].shape
+            if len(shape) != 3 or shape[0] != slices or handle["reconstruction_esc"].shape != shape:
+                return f"holds k-space of shape {shape}, not {slices} slices"
+    except OSError:  # h5py: truncated, empty, not HDF5
+        return "is not a readable HDF5 file (empty or cut short)"
+    return None

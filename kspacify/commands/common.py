@@ -4,15 +4,19 @@ types several commands take. A leaf: it imports no other kspacify command module
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import sys
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Callable, Iterator, Optional, TypeVar
 
 import typer
 from rich.console import Console
 
 from kspacify.errors import KspacifyError
+from kspacify.termination import Terminated, sigterm_raises
 
 
 class Exit(IntEnum):
@@ -23,11 +27,13 @@ class Exit(IntEnum):
     USAGE = 2
     NOTHING_FOUND = 3
     INTERRUPTED = 130  # Ctrl-C
+    STDOUT_CLOSED = 141  # stdout's reader went away (`| head`): 128 + SIGPIPE, what a shell reports
     TERMINATED = 143  # SIGTERM: a scheduler's time limit or a pre-emption
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    # emoji=False: a file named ":smile:.dcm" is printed as it is named
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def escape(text: str) -> str:
@@ -41,6 +47,27 @@ def escape(text: str) -> str:
 def say(console: Console, text: str) -> None:
     """One line on stderr: `kspacify: <text>`, escaped."""
     console.print(f"kspacify: {escape(text)}", markup=False)
+
+
+@contextlib.contextmanager
+def stops(console: Console, left: str) -> Iterator[None]:
+    """Ctrl-C (130), SIGTERM (143: a scheduler's time limit) and a closed stdout (141) end the
+    command with one line saying what is `left`, never with a traceback. SIGTERM raises
+    `Terminated` inside the block, so what is being written is abandoned as on Ctrl-C."""
+    with sigterm_raises():
+        try:
+            yield
+        except KeyboardInterrupt:
+            say(console, f"interrupted; {left}")
+            raise typer.Exit(int(Exit.INTERRUPTED)) from None
+        except Terminated:
+            say(console, f"terminated (SIGTERM); {left}")
+            raise typer.Exit(int(Exit.TERMINATED)) from None
+        except BrokenPipeError:
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # no flush error at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            say(console, f"stdout closed by its reader; stopped; {left}")
+            raise typer.Exit(int(Exit.STDOUT_CLOSED)) from None
 
 
 def usage_error(console: Console, message: str) -> typer.Exit:

@@ -14,12 +14,15 @@ import typer
 from rich.console import Console
 
 from kspacify.commands.common import (
-    Device, Exclude, Exit, Include, Inputs, NullSeparated, PhaseOptions, Salt, Verbose, say, stderr_console, usage_error,
-    user_errors,
+    Device, Exclude, Exit, Include, Inputs, NullSeparated, PhaseOptions, Salt, Verbose, say, stderr_console, stops,
+    usage_error, user_errors,
 )  # fmt: skip
 
 if TYPE_CHECKING:
-    from kspacify.convert import Plan
+    from kspacify.convert import Outcome, Plan
+
+KeepNames = Annotated[bool, typer.Option("--keep-names", help="Name NIfTI outputs after their input files instead of pseudonyms (input names may hold patient names).")]
+LEFT = "finished files are complete, nothing half-written is left"
 
 
 def _read_stdin_paths(null_separated: bool) -> list[str]:
@@ -53,6 +56,8 @@ def convert(
     overwrite: Annotated[bool, typer.Option("--overwrite/--resume", help="Replace existing outputs, or keep them and skip (default).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be written; write nothing.")] = False,
     keep_components: Annotated[bool, typer.Option("--keep-components", help="Also convert phase/real/imaginary DICOM images.")] = False,
+    keep_names: KeepNames = False,
+    max_memory: Annotated[Optional[str], typer.Option(help="Memory one volume's conversion may use, e.g. 8G (default: what the system has available); a volume needing more fails alone.", show_default=False)] = None,
     salt: Salt = None,
     verbose: Verbose = False,
 ) -> None:
@@ -60,19 +65,33 @@ def convert(
 
     Writes one JSON line per volume on stdout; progress and messages go to stderr.
     Exit codes: 0 all converted, 1 some inputs failed, 2 usage error, 3 nothing convertible found,
-    130 interrupted, 143 terminated.
+    130 interrupted, 141 stdout closed, 143 terminated.
     """
+    console = stderr_console()
+    with stops(console, LEFT):
+        _convert(console, inputs, out, phase_method, seed, size, fit, percentile, batch_size, workers, manifest, shard,
+                 dask, device, sampler, steps, phase_opt, include, exclude, null, overwrite, dry_run, keep_components,
+                 keep_names, max_memory, salt, verbose)  # fmt: skip
+
+
+def _convert(console: Console, inputs: Optional[list[str]], out: Path, phase_method: str, seed: int, size: int, fit: str,
+             percentile: float, batch_size: int, workers: int, manifest: Optional[Path], shard: Optional[str],
+             dask: Optional[str], device: str, sampler: Optional[str], steps: Optional[int], phase_opt: Optional[list[str]],
+             include: Optional[list[str]], exclude: Optional[list[str]], null: bool, overwrite: bool, dry_run: bool,
+             keep_components: bool, keep_names: bool, max_memory: Optional[str], salt: Optional[str],
+             verbose: bool) -> None:  # fmt: skip
     from kspacify import convert as pipeline
     from kspacify import executors, phase
-    from kspacify.manifest import Shard
+    from kspacify.manifest import Shard, read_manifest
+    from kspacify.memory import parse_size
     from kspacify.options import parse_pairs
     from kspacify.preprocess import Preprocessing
 
-    console = stderr_console()
     try:
         preprocessing = Preprocessing(size=size, fit=fit, percentile=percentile)  # type: ignore[arg-type]
     except ValueError as error:
         raise usage_error(console, str(error))
+    memory_limit = parse_size(max_memory) if max_memory is not None else None
     options: dict[str, object] = dict(parse_pairs(phase_opt or []))
     options.update({k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None})
     method, why = phase.resolve(phase_method, device)
@@ -86,17 +105,23 @@ def convert(
         if inputs:
             raise usage_error(console, "give INPUTS or --manifest, not both")
         chosen, origin = Shard.resolve(shard)
-        volumes = pipeline.plan_manifest(manifest, out, chosen, single_file=single_file)
-        say(console, f"manifest {manifest}, shard {chosen} ({origin}): {len(volumes)} volume(s)")
-        if not volumes:
+        planned = pipeline.plan_manifest(manifest, out, chosen, single_file=single_file)
+        volumes, failures = planned.volumes, len(planned.skipped)
+        say(console, f"manifest {manifest}, shard {chosen} ({origin}): {len(volumes) + failures} volume(s)")
+        for skipped in planned.skipped:
+            say(console, f"failed: {skipped.path}: {skipped.reason}")
+        if not volumes and not failures:
+            if next(iter(read_manifest(manifest)), None) is None:
+                say(console, "nothing convertible found: the manifest lists no volume")
+                raise typer.Exit(int(Exit.NOTHING_FOUND))
             raise typer.Exit(int(Exit.OK))  # more shards than volumes: this one has nothing to do
-        failures = 0
     else:
         if shard is not None:
             raise usage_error(console, "--shard needs --manifest (made by `kspacify scan`)")
         if not inputs:
             raise usage_error(console, "no INPUTS given (nor --manifest)")
-        planned = _scan_inputs(console, inputs, out, null, include, exclude, salt, keep_components, verbose, single_file)
+        planned = _scan_inputs(console, inputs, out, null, include, exclude, salt, keep_components, keep_names, verbose,
+                               single_file)  # fmt: skip
         volumes, failures = planned.volumes, sum(s.failed for s in planned.skipped)
     if single_file and len(volumes) > 1:
         raise usage_error(console, f"{len(volumes)} volumes found but {out} names one file: give a directory instead")
@@ -104,27 +129,33 @@ def convert(
     config = pipeline.ConvertConfig(
         preprocessing=preprocessing, phase=method, phase_options=options, device=device, seed=seed, batch_size=batch_size,
     )  # fmt: skip
-    try:
-        with _progress(console, sum(v.info.shape[0] for v in volumes)) as advance:
-            outcomes = executors.run(
-                volumes, config, workers=workers, dask=dask, overwrite=overwrite, dry_run=dry_run, synthesizer=synthesizer
-            )
-            for outcome in outcomes:
-                if outcome.status == "failed":
-                    failures += 1
-                    say(console, f"failed: {outcome.reason}")
-                else:
-                    print(json.dumps(outcome.json(method)), flush=True)
-                advance(outcome.volume.info.shape[0])
-    except KeyboardInterrupt:
-        say(console, "interrupted; finished files are complete, nothing half-written is left")
-        raise typer.Exit(int(Exit.INTERRUPTED))
+    with _progress(console, sum(v.info.shape[0] for v in volumes)) as advance:
+        outcomes = executors.run(
+            volumes, config, workers=workers, dask=dask, overwrite=overwrite, dry_run=dry_run, synthesizer=synthesizer,
+            max_memory=memory_limit,
+        )  # fmt: skip
+        for outcome in outcomes:
+            _report_notes(console, outcome)
+            if outcome.status == "failed":
+                failures += 1
+                say(console, f"failed: {outcome.reason}")
+            else:
+                print(json.dumps(outcome.json(method)), flush=True)
+            advance(outcome.volume.info.shape[0])
     raise typer.Exit(int(Exit.SOME_FAILED if failures else Exit.OK))
 
 
+def _report_notes(console: Console, outcome: Outcome) -> None:
+    """One line per note: what was done about an odd input, and where that input is."""
+    from kspacify.sources.checks import location
+
+    for note in outcome.notes:
+        say(console, f"note: {location(outcome.volume.info)}: {note}")
+
+
 def _scan_inputs(console: Console, inputs: list[str], out: Path, null: bool, include: Optional[list[str]],
-                 exclude: Optional[list[str]], salt: Optional[str], keep_components: bool, verbose: bool,
-                 single_file: bool, absolute: bool = False) -> Plan:  # fmt: skip
+                 exclude: Optional[list[str]], salt: Optional[str], keep_components: bool, keep_names: bool,
+                 verbose: bool, single_file: bool, absolute: bool = False) -> Plan:  # fmt: skip
     """Discover and scan the inputs, report what was skipped, and exit 3 when nothing is convertible."""
     from kspacify import convert as pipeline
     from kspacify import sources
@@ -136,7 +167,8 @@ def _scan_inputs(console: Console, inputs: list[str], out: Path, null: bool, inc
         paths = [os.path.abspath(path) for path in paths]
     found = sources.discover(paths, include or (), exclude or ())
     with console.status("scanning inputs", spinner="dots") if console.is_terminal else nullcontext():
-        planned = pipeline.plan(found, out, pipeline.load_salt(salt), single_file=single_file, keep_components=keep_components)
+        planned = pipeline.plan(found, out, pipeline.load_salt(salt), single_file=single_file, keep_components=keep_components,
+                                keep_names=keep_names)  # fmt: skip
     for skipped in planned.skipped:
         if skipped.failed or verbose:
             say(console, f"{'skipped' if not skipped.failed else 'failed'}: {skipped.path}: {skipped.reason}")
@@ -157,6 +189,7 @@ def scan(
     exclude: Exclude = None,
     null: NullSeparated = False,
     keep_components: Annotated[bool, typer.Option("--keep-components", help="Also list phase/real/imaginary DICOM images.")] = False,
+    keep_names: KeepNames = False,
     salt: Salt = None,
     verbose: Verbose = False,
 ) -> None:
@@ -164,15 +197,21 @@ def scan(
     `kspacify convert --manifest FILE --shard I/N` on a cluster.
 
     The manifest holds source paths and salted patient pseudonyms, never patient data in clear.
-    Exit codes: 0 volumes listed, 1 some inputs failed, 2 usage error, 3 nothing convertible found.
+    Exit codes: 0 volumes listed, 1 some inputs failed, 2 usage error, 3 nothing convertible found,
+    130 interrupted, 141 stdout closed, 143 terminated.
     """
     from kspacify.manifest import Entry
+    from kspacify.sources.checks import location
 
     console = stderr_console()
-    # absolute paths, so the manifest works from any directory of any machine that mounts the archive
-    planned = _scan_inputs(console, inputs, Path("."), null, include, exclude, salt, keep_components, verbose, False, absolute=True)
-    for volume in planned.volumes:
-        print(Entry(volume.info, volume.skipped_nearby).to_line(), flush=True)
+    with stops(console, "the manifest on stdout is incomplete"):
+        # absolute paths, so the manifest works from any directory of any machine that mounts the archive
+        planned = _scan_inputs(console, inputs, Path("."), null, include, exclude, salt, keep_components, keep_names,
+                               verbose, False, absolute=True)  # fmt: skip
+        for volume in planned.volumes:
+            for note in volume.info.meta.get("notes", []):
+                say(console, f"note: {location(volume.info)}: {note}")
+            print(Entry(volume.info, volume.skipped_nearby).to_line(), flush=True)
     say(console, f"{len(planned.volumes)} volume(s), {sum(v.info.shape[0] for v in planned.volumes)} slices")
     raise typer.Exit(int(Exit.SOME_FAILED if any(s.failed for s in planned.skipped) else Exit.OK))
 
