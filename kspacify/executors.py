@@ -25,7 +25,7 @@ from kspacify.atomic import remove_temporaries
 from kspacify.errors import UsageError
 from kspacify.convert import ConvertConfig, Outcome, PlannedVolume, RunContext, convert_one, load_one
 from kspacify.sources import Volume
-from kspacify.termination import raise_on_sigterm
+from kspacify.termination import busy, worker_signals
 
 __all__ = ["ExecutorError", "run"]
 
@@ -124,16 +124,17 @@ def _synthesizer_for(config: ConvertConfig) -> phase.PhaseSynthesizer:
 
 def _worker_init() -> None:
     threadpool_limits(1)  # N workers x N BLAS threads would oversubscribe the cores
-    raise_on_sigterm()  # a scheduler signals every process: abandon the volume, delete its temporary
+    worker_signals()  # a scheduler signals every process: abandon the volume, delete its temporary
 
 
 def _convert_in_worker(item: PlannedVolume, config: ConvertConfig, context: RunContext) -> Outcome:
-    with threadpool_limits(1, user_api="blas"):
+    with busy(), threadpool_limits(1, user_api="blas"):
         return convert_one(item, _synthesizer_for(config), config, context=context)
 
 
 def _load_in_worker(item: PlannedVolume, config: ConvertConfig, context: RunContext) -> tuple[PlannedVolume, Volume | Outcome]:
-    return item, load_one(item, config, context)
+    with busy():
+        return item, load_one(item, config, context)
 
 
 def _in_processes(

@@ -8,6 +8,7 @@ kspacify's provenance. See docs/format.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -66,7 +67,12 @@ class VolumeWriter:
     """Streams one volume into a temporary HDF5 file beside `path`, slab by slab, so memory holds a
     slab, not the volume's k-space. Leaving the `with` block normally adds `attrs` plus `max` and
     `norm` (accumulated from the slabs) and renames the file into place; leaving it by an exception
-    deletes the temporary: an interrupted run leaves no half-written file."""
+    deletes the temporary: an interrupted run leaves no half-written file.
+
+    HDF5 writes through a Python file (h5py's file-object driver), unbuffered: a full disk is an
+    OSError at the write that met it, and the file can be closed and deleted after it. (With
+    HDF5's own driver a failed flush left the file open inside the library, holding the space, and
+    the process crashed when it was collected.)"""
 
     def __init__(self, path: Path, shape: tuple[int, int, int], header: str, run: str | None = None) -> None:
         self.path = path
@@ -76,13 +82,20 @@ class VolumeWriter:
         self._header = header
         self._max = 0.0
         self._sum_of_squares = 0.0
+        self._handle: Any = None
+        self._file: Any = None
 
     def __enter__(self) -> VolumeWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self._temporary, "w", libver="earliest")
-        self._kspace = self._file.create_dataset("kspace", self._shape, dtype=np.complex64)
-        self._reconstruction = self._file.create_dataset("reconstruction_esc", self._shape, dtype=np.float32)
-        self._file.create_dataset("ismrmrd_header", data=np.bytes_(self._header.encode("utf-8")))
+        try:
+            self._handle = open(self._temporary, "xb+", buffering=0)
+            self._file = h5py.File(self._handle, "w", libver="earliest")
+            self._kspace = self._file.create_dataset("kspace", self._shape, dtype=np.complex64)
+            self._reconstruction = self._file.create_dataset("reconstruction_esc", self._shape, dtype=np.float32)
+            self._file.create_dataset("ismrmrd_header", data=np.bytes_(self._header.encode("utf-8")))
+        except BaseException:
+            self._abandon()
+            raise
         return self
 
     def write(self, start: int, kspace: np.ndarray, reconstruction: np.ndarray) -> None:
@@ -98,18 +111,29 @@ class VolumeWriter:
             self._sum_of_squares += float(np.dot(reconstruction.ravel().astype(np.float64), reconstruction.ravel()))
 
     def __exit__(self, error_type: type[BaseException] | None, *rest: object) -> None:
+        done = False
         try:
             if error_type is None:
                 attrs = {**self.attrs, "max": self._max, "norm": float(np.sqrt(self._sum_of_squares))}
                 for key, value in attrs.items():
                     is_json = isinstance(value, (dict, list, tuple))
                     self._file.attrs[key] = json.dumps(value, sort_keys=True) if is_json else value
-            self._file.close()
-            if error_type is None:
+                self._file.close()
+                self._handle.close()
                 os.replace(self._temporary, self.path)
+                done = True
         finally:
-            if self._temporary.exists():
-                self._temporary.unlink()
+            if not done:
+                self._abandon()
+
+    def _abandon(self) -> None:
+        """Close what is open, whatever fails (on a full disk every flush does), and delete the temporary."""
+        for thing in (self._file, self._handle):
+            if thing is not None:
+                with contextlib.suppress(Exception):
+                    thing.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._temporary.unlink()
 
 
 def incomplete(path: Path, slices: int) -> str | None:

@@ -6,6 +6,7 @@ differently: it finishes the step and checkpoints, `kspacify.training.loop`.)"""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from typing import Any, Iterator
@@ -19,10 +20,31 @@ def _raise(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-def raise_on_sigterm() -> None:
-    """From now on SIGTERM raises `Terminated` in this process's main thread (a worker's initializer)."""
+_busy = [False]  # a worker process is converting a volume
+
+
+def _in_worker(signum: int, frame: Any) -> None:
+    if not _busy[0]:
+        os._exit(128 + signum)  # idle: nothing to abandon, and no traceback from the pool's loop
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def worker_signals() -> None:
+    """A worker process's initializer: SIGTERM and SIGINT (a scheduler or Ctrl-C signal the whole
+    process group) abandon the volume being converted (see `busy`), or end an idle worker quietly."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise)
+        signal.signal(signal.SIGTERM, _in_worker)
+        signal.signal(signal.SIGINT, _in_worker)
+
+
+@contextlib.contextmanager
+def busy() -> Iterator[None]:
+    """A worker's task: a signal inside it raises (so the task's files are cleaned up)."""
+    _busy[0] = True
+    try:
+        yield
+    finally:
+        _busy[0] = False
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from a manifest, which a user may have edited): what a header claims must be pos
   such a volume is "incompatible with NIfTI"). Repeated or separate stacks are split by the
   reader before this check.
 * The pixels must be grey levels (MONOCHROME1/2): PALETTE COLOR values are colour-table indices.
+* Slices ordered without positions (by instance number or file name) are noted.
 * Spacings must be positive and finite: one that is not (PixelSpacing 0) is replaced by 1 mm, and
   a note says so.
 
@@ -106,6 +107,10 @@ def check(info: VolumeInfo) -> VolumeInfo | Skipped:
         gaps = info.meta.get("slice_gap_range_mm") or ["?", "?"]
         return Skipped(location(info), f"{slices} slices with gaps from {gaps[0]} to {gaps[1]} mm between them "
                                        "(slices missing?): a volume needs one slice spacing", failed=True)  # fmt: skip
+    order = info.meta.get("slice_order")
+    if order in ("instance_number", "file") and slices > 1:
+        by = "instance number" if order == "instance_number" else "file name"
+        info = note(info, f"no usable slice positions or orientation: slices ordered by {by}")
     step, row, col = (float(v) for v in info.spacing)
     usable = [math.isfinite(v) and v > 0 for v in (step, row, col)]
     if not usable[0]:

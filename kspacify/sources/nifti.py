@@ -141,6 +141,7 @@ def scan_nifti(paths: Iterator[Path] | list[Path], pseudonymize: Pseudonymizer,
         acquisition, note = _acquisition(path, inplane, oriented)
         if note:
             meta["sidecar_note"] = note
+            meta["notes"] = [*meta.get("notes", []), note]
         hashed = f"nii_{pseudonymize('nifti:' + os.path.realpath(path), 8)}"
         for frame in range(frames):
             name = _stem(path) if frames == 1 else f"{_stem(path)}_t{frame:03d}"
