@@ -21,7 +21,6 @@ import numpy as np
 from kspacify.atomic import temporary_for
 from kspacify.errors import VolumeError
 
-DATASETS = ("kspace", "reconstruction_esc", "ismrmrd_header")
 REQUIRED_ATTRS = ("kspacify_version", "max", "norm", "phase_method")
 
 _GAMMA_HZ_PER_T = 42.577478e6
@@ -139,7 +138,8 @@ class VolumeWriter:
 def incomplete(path: Path, slices: int) -> str | None:
     """Why the file at `path` is not a complete kspacify volume of `slices` slices (None if it is):
     what `--resume` asks before it keeps an existing output. Cheap: opens the file and reads names,
-    shapes and attributes, no data."""
+    shapes and attributes, no data. (Single- and multi-coil layouts alike: `kspace` of `slices`
+    slices, a `reconstruction_*` of as many, the header and kspacify's attributes.)"""
     try:
         mode = os.stat(path).st_mode
     except OSError as error:
@@ -148,15 +148,16 @@ def incomplete(path: Path, slices: int) -> str | None:
         return "is not a regular file"
     try:
         with h5py.File(path, "r") as handle:
-            missing = [name for name in DATASETS if name not in handle]
+            missing = [name for name in ("kspace", "ismrmrd_header") if name not in handle]
             if missing:
                 return f"has no {', '.join(missing)} (not a kspacify file?)"
             missing = [name for name in REQUIRED_ATTRS if name not in handle.attrs]
             if missing:
                 return f"lacks the attributes {', '.join(missing)} (not a kspacify file?)"
             shape = handle["kspace"].shape
-            if len(shape) != 3 or shape[0] != slices or handle["reconstruction_esc"].shape != shape:
-                return f"holds k-space of shape {shape}, not {slices} slices"
+            images = [handle[name].shape for name in handle if name.startswith("reconstruction_")]
+            if len(shape) < 3 or shape[0] != slices or not any(image[:1] == (slices,) for image in images):
+                return f"holds k-space of shape {shape} and images of {images or 'no'} shape, not {slices} slices"
     except OSError:  # h5py: truncated, empty, not HDF5
         return "is not a readable HDF5 file (empty or cut short)"
     return None

@@ -8,7 +8,7 @@ from typing import Annotated, Callable, Optional, TypeVar
 import typer
 from rich.console import Console
 
-from kspacify.commands.common import user_errors
+from kspacify.commands.common import Exit, say, stderr_console, usage_error, user_errors
 
 
 T = TypeVar("T")
@@ -45,18 +45,17 @@ def command(
     Finished cells are never trained again: rerun the same command to resume, or to extend the sweep.
     Exit codes: 0 done, 1 some cells failed, 2 usage error, 130 interrupted.
     """
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = stderr_console()
 
-    def say(text: str) -> None:
-        console.print(f"kspacify: {text}", markup=False)
+    def tell(text: str) -> None:
+        say(console, text)
 
     import torch
 
     from kspacify.benchmark import METHODS, BenchmarkConfig, BenchmarkError, run_benchmark, summary_table
 
     if threads is not None and threads < 1:
-        console.print("kspacify: error: --threads must be >= 1", markup=False)
-        raise typer.Exit(2)
+        raise usage_error(console, "--threads must be >= 1")
     if threads or quick:
         torch.set_num_threads(threads or 1)
 
@@ -70,20 +69,19 @@ def command(
         quick=quick, mask=mask, max_steps=max_steps, max_minutes=max_minutes, size=size, device=device,
     )  # fmt: skip
     try:
-        result = run_benchmark(config, say)
+        result = run_benchmark(config, tell)
     except BenchmarkError as error:
-        console.print(f"kspacify: error: {error}", markup=False)
-        raise typer.Exit(2)
+        raise usage_error(console, str(error))
     except KeyboardInterrupt:
-        say("interrupted; finished cells are kept, rerun the same command to resume")
-        raise typer.Exit(130)
+        tell("interrupted; finished cells are kept, rerun the same command to resume")
+        raise typer.Exit(int(Exit.INTERRUPTED))
     stdout = Console(highlight=False)
     if not stdout.is_terminal:
         stdout = Console(highlight=False, width=160)  # a file or pipe: no wrapping of the table
     stdout.print(summary_table(result))
-    say(f"data: {result.data.note}")
-    say("wrote " + ", ".join(str(p) for p in result.files))
+    tell(f"data: {result.data.note}")
+    tell("wrote " + ", ".join(str(p) for p in result.files))
     if not result.complete and not result.failed:
-        say("incomplete (stopped by --max-minutes): rerun the same command to finish")
-    say(f"{len(result.cells)} cell(s) in {result.seconds / 60:.1f} min")
+        tell("incomplete (stopped by --max-minutes): rerun the same command to finish")
+    tell(f"{len(result.cells)} cell(s) in {result.seconds / 60:.1f} min")
     raise typer.Exit(1 if result.failed else 0)

@@ -97,9 +97,6 @@ def command(
             say(console, "interrupted; rerun with --overwrite to replace the partial build")
             raise typer.Exit(int(Exit.INTERRUPTED))
     totals = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["totals"]
-    console.print(
-        f"kspacify: {totals['subjects']} subject(s), {totals['volumes']} volume(s), {totals['slices']} slices x {draws} draws"
-        f" = {totals['pairs']} pairs in {out} ({time.perf_counter() - started:.0f} s)",
-        markup=False,
-    )
+    say(console, f"{totals['subjects']} subject(s), {totals['volumes']} volume(s), {totals['slices']} slices x {draws} draws"
+                 f" = {totals['pairs']} pairs in {out} ({time.perf_counter() - started:.0f} s)")  # fmt: skip
     raise typer.Exit(int(Exit.SOME_FAILED if failures else Exit.OK))
