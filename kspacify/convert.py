@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from kspacify import __version__, fastmri_io, memory, phase, sources
+from kspacify import __version__, fastmri_io, memory, phase, sources, termination
 from kspacify.atomic import new_run
 from kspacify.errors import VolumeError
 from kspacify.kspace import to_kspace
@@ -211,6 +211,7 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
     slices = data.shape[0]
     with fastmri_io.VolumeWriter(output, (slices, prep.size, prep.size), header, run=run) as writer:
         for start in range(0, slices, config.batch_size):
+            termination.check()  # SIGTERM, Ctrl-C: abandon the volume here, between two slabs
             magnitude, _ = resize(data[start : start + config.batch_size], spacing, prep.size, prep.fit)
             magnitude *= np.float32(1.0 / scale)
             phases = synthesizer.synthesize(magnitude, stream(config.seed, info.key, start), info.acquisition)
@@ -247,6 +248,7 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
 def load_one(item: PlannedVolume, config: ConvertConfig | None = None, context: RunContext | None = None) -> Volume | Outcome:
     """The volume's pixels, or a failed Outcome naming the source fault (or that there is not the
     memory for it: checked before anything is allocated)."""
+    termination.check()
     refused = _over_budget(item.info, config or ConvertConfig(), context or RunContext())
     if refused:
         return Outcome(item, "failed", refused)

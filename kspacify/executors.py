@@ -25,6 +25,7 @@ from kspacify.atomic import remove_temporaries
 from kspacify.errors import UsageError
 from kspacify.convert import ConvertConfig, Outcome, PlannedVolume, RunContext, convert_one, load_one
 from kspacify.sources import Volume
+from kspacify import termination
 from kspacify.termination import busy, worker_signals
 
 __all__ = ["ExecutorError", "run"]
@@ -173,24 +174,30 @@ def _in_processes(
 def _pool(queue: deque[PlannedVolume], workers: int, submit: Callable[[ProcessPoolExecutor, PlannedVolume], Future],
           finish: Callable[[Any], Outcome]) -> Generator[Outcome, None, list[PlannedVolume]]:  # fmt: skip
     """Outcomes of items taken from `queue` in one pool of `workers` processes, at most 2 per worker
-    in flight; returns the items that were in flight when a worker died (the pool is then broken)."""
+    in flight; returns the items that were in flight when a worker died (the pool is then broken).
+
+    SIGTERM and Ctrl-C wait for the loop's safe points (raised in the middle of the pool's
+    bookkeeping they could leave one of its locks held, and the shutdown hung): then nothing new
+    starts, the workers abandon or finish what they hold, and the signal is raised."""
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
     in_flight: dict[Future, PlannedVolume] = {}
-    try:
-        while queue or in_flight:
-            while queue and len(in_flight) < 2 * workers:
-                item = queue.popleft()
-                in_flight[submit(pool, item)] = item
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            broken = []
-            for future in done:
-                item = in_flight.pop(future)
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    broken.append(item)
-                    continue
-                yield finish(result)
+    broken: list[PlannedVolume] = []
+    clean = False
+    with termination.shielded():
+        try:
+            while (queue or in_flight) and not termination.stopping() and not broken:
+                while queue and len(in_flight) < 2 * workers:
+                    item = queue.popleft()
+                    in_flight[submit(pool, item)] = item
+                done, _ = wait(in_flight, timeout=0.25, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item = in_flight.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        broken.append(item)
+                        continue
+                    yield finish(result)
             if broken:
                 rest = list(in_flight.items())
                 wait([future for future, _ in rest])
@@ -199,13 +206,11 @@ def _pool(queue: deque[PlannedVolume], workers: int, submit: Callable[[ProcessPo
                         yield finish(future.result())
                     else:
                         broken.append(item)
-                return broken
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C, SIGTERM: start nothing new
-        raise
-    finally:
-        pool.shutdown(wait=True)
-    return []
+            clean = not termination.stopping()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=not clean)
+    termination.check()
+    return broken
 
 
 def _on_dask(todo: list[PlannedVolume], config: ConvertConfig, address: str, workers: int,

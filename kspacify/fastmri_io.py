@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from kspacify.atomic import temporary_for
+from kspacify.termination import shielded
 from kspacify.errors import VolumeError
 
 REQUIRED_ATTRS = ("kspacify_version", "max", "norm", "phase_method")
@@ -86,6 +87,10 @@ class VolumeWriter:
 
     def __enter__(self) -> VolumeWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with shielded():  # a signal inside HDF5's calls could leave the file half-closed
+            return self._open()
+
+    def _open(self) -> VolumeWriter:
         try:
             self._handle = open(self._temporary, "xb+", buffering=0)
             self._file = h5py.File(self._handle, "w", libver="earliest")
@@ -103,16 +108,21 @@ class VolumeWriter:
         if not (np.all(np.isfinite(kspace)) and np.all(np.isfinite(reconstruction)) and np.all(reconstruction >= 0)):
             raise VolumeError("k-space or magnitude not finite or negative after synthesis: nothing written")
         stop = start + len(kspace)
-        self._kspace[start:stop] = kspace
-        self._reconstruction[start:stop] = reconstruction
+        with shielded():
+            self._kspace[start:stop] = kspace
+            self._reconstruction[start:stop] = reconstruction
         if reconstruction.size:
             self._max = max(self._max, float(reconstruction.max()))
             self._sum_of_squares += float(np.dot(reconstruction.ravel().astype(np.float64), reconstruction.ravel()))
 
     def __exit__(self, error_type: type[BaseException] | None, *rest: object) -> None:
+        with shielded():
+            self._close(error_type is None)
+
+    def _close(self, complete: bool) -> None:
         done = False
         try:
-            if error_type is None:
+            if complete:
                 attrs = {**self.attrs, "max": self._max, "norm": float(np.sqrt(self._sum_of_squares))}
                 for key, value in attrs.items():
                     is_json = isinstance(value, (dict, list, tuple))
@@ -147,7 +157,7 @@ def incomplete(path: Path, slices: int) -> str | None:
     if not stat.S_ISREG(mode):
         return "is not a regular file"
     try:
-        with h5py.File(path, "r") as handle:
+        with shielded(), h5py.File(path, "r") as handle:
             missing = [name for name in ("kspace", "ismrmrd_header") if name not in handle]
             if missing:
                 return f"has no {', '.join(missing)} (not a kspacify file?)"

@@ -194,15 +194,19 @@ def image(path: Path, **kwargs: Any) -> Path:
 
 def edit(path: Path, **values: Any) -> Path:
     """Rewrite a DICOM file with header elements changed (None deletes one)."""
+    import warnings
+
     import pydicom
 
     ds = pydicom.dcmread(path)
-    for keyword, value in values.items():
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
-    ds.save_as(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of the invalid values some kinds write on purpose
+        for keyword, value in values.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+        ds.save_as(path)
     return path
 
 

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from kspacify.errors import KspacifyError
-from kspacify.termination import Terminated, sigterm_raises
+from kspacify.termination import Terminated, signals_stop
 
 
 class Exit(IntEnum):
@@ -52,9 +52,9 @@ def say(console: Console, text: str) -> None:
 @contextlib.contextmanager
 def stops(console: Console, left: str) -> Iterator[None]:
     """Ctrl-C (130), SIGTERM (143: a scheduler's time limit) and a closed stdout (141) end the
-    command with one line saying what is `left`, never with a traceback. SIGTERM raises
-    `Terminated` inside the block, so what is being written is abandoned as on Ctrl-C."""
-    with sigterm_raises():
+    command with one line saying what is `left`, never with a traceback; what is being written is
+    abandoned (`kspacify.termination`)."""
+    with signals_stop():
         try:
             yield
         except KeyboardInterrupt:

@@ -81,7 +81,7 @@ def _convert(console: Console, inputs: Optional[list[str]], out: Path, phase_met
              keep_components: bool, keep_names: bool, max_memory: Optional[str], salt: Optional[str],
              verbose: bool) -> None:  # fmt: skip
     from kspacify import convert as pipeline
-    from kspacify import executors, phase
+    from kspacify import executors, phase, termination
     from kspacify.manifest import Shard, read_manifest
     from kspacify.memory import parse_size
     from kspacify.options import parse_pairs
@@ -134,14 +134,18 @@ def _convert(console: Console, inputs: Optional[list[str]], out: Path, phase_met
             volumes, config, workers=workers, dask=dask, overwrite=overwrite, dry_run=dry_run, synthesizer=synthesizer,
             max_memory=memory_limit,
         )  # fmt: skip
-        for outcome in outcomes:
-            _report_notes(console, outcome)
-            if outcome.status == "failed":
-                failures += 1
-                say(console, f"failed: {outcome.reason}")
-            else:
-                print(json.dumps(outcome.json(method)), flush=True)
-            advance(outcome.volume.info.shape[0])
+        try:
+            for outcome in outcomes:
+                _report_notes(console, outcome)
+                if outcome.status == "failed":
+                    failures += 1
+                    say(console, f"failed: {outcome.reason}")
+                else:
+                    print(json.dumps(outcome.json(method)), flush=True)
+                advance(outcome.volume.info.shape[0])
+                termination.check()
+        finally:
+            outcomes.close()  # on a signal or a closed stdout: stop the workers, delete this run's temporaries now
     raise typer.Exit(int(Exit.SOME_FAILED if failures else Exit.OK))
 
 

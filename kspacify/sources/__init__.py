@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from kspacify.sources.base import Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
+from kspacify.termination import check as stop_if_signalled
 from kspacify.sources.checks import check
 from kspacify.sources.nifti import is_nifti, load_nifti, scan_nifti
 
@@ -164,6 +165,7 @@ def scan(found: Iterable[Found], pseudonymize: Pseudonymizer, *, keep_components
     dicom_paths: list[Path] = []
     quiet_if_not_dicom: set[str] = set()
     for item in found:
+        stop_if_signalled()
         if isinstance(item, Skipped):
             yield item
         elif is_nifti(item.path):
@@ -172,12 +174,19 @@ def scan(found: Iterable[Found], pseudonymize: Pseudonymizer, *, keep_components
             dicom_paths.append(item.path)
             if not item.explicit and not looks_like_dicom(item.path):
                 quiet_if_not_dicom.add(str(item.path))
-    for result in scan_dicom(dicom_paths, pseudonymize, keep_components=keep_components):
+    for result in scan_dicom(_checked_paths(dicom_paths), pseudonymize, keep_components=keep_components):
         if isinstance(result, Skipped) and result.path in quiet_if_not_dicom:
             # a file met in a directory walk that neither looks nor parses like DICOM: not a fault
             yield Skipped(result.path, "not a DICOM or NIfTI file", failed=False)
         else:
             yield _checked(result)
+
+
+def _checked_paths(paths: list[Path]) -> Iterator[Path]:
+    """The paths, stopping between two files on SIGTERM or Ctrl-C (a header scan can take minutes)."""
+    for path in paths:
+        stop_if_signalled()
+        yield path
 
 
 def _checked(result: VolumeInfo | Skipped) -> VolumeInfo | Skipped:
