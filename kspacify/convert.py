@@ -19,7 +19,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from kspacify import __version__, fastmri_io, phase, sources
+from kspacify import __version__, coils, fastmri_io, phase, sources
+from kspacify.coils import DEFAULT_MODEL as DEFAULT_COIL_MODEL
 from kspacify.kspace import to_kspace
 from kspacify.seeding import stream
 from kspacify.manifest import Entry, Shard, read_manifest
@@ -37,6 +38,9 @@ class ConvertConfig:
     device: str = "auto"
     seed: int = 0
     batch_size: int = 16
+    coils: int = 1  # 1: the single-coil file; more: a synthesized array (`kspacify.coils`)
+    coil_model: str = DEFAULT_COIL_MODEL
+    coil_options: dict[str, Any] = field(default_factory=dict)  # as given: `coils.create` types and checks them
 
 
 @dataclass(frozen=True)
@@ -147,14 +151,22 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         (prep.size, prep.size),
         (pixel_spacing * prep.size, pixel_spacing * prep.size, float(info.spacing[0])),
         float(field_strength) if field_strength else None,
+        config.coils,
     )
     slices = volume.data.shape[0]
-    with fastmri_io.VolumeWriter(output, (slices, prep.size, prep.size), header) as writer:
+    array = _coil_step(volume, config, scale, pixel_spacing) if config.coils > 1 else None
+    shape = (slices, prep.size, prep.size) if array is None else (slices, config.coils, prep.size, prep.size)
+    with fastmri_io.VolumeWriter(output, shape, header) as writer:
         for start in range(0, slices, config.batch_size):
             magnitude, _ = resize(volume.data[start : start + config.batch_size], spacing, prep.size, prep.fit)
             magnitude *= np.float32(1.0 / scale)
             phases = synthesizer.synthesize(magnitude, stream(config.seed, info.key, start), info.acquisition)
-            writer.write(start, to_kspace(magnitude, phases), magnitude)
+            if array is None:
+                writer.write(start, to_kspace(magnitude, phases), magnitude)
+            else:
+                array.encode(start, magnitude, phases, stream(config.seed, info.key, coils.GEOMETRY_STREAM + 1 + start), writer.write)
+        if array is not None:
+            writer.attrs.update(array.attrs())
         settings = synthesizer.settings()
         writer.attrs.update(
             {
@@ -178,6 +190,22 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         )
         if settings.get("checkpoint_sha256"):
             writer.attrs["checkpoint_sha256"] = settings["checkpoint_sha256"]
+
+
+def _coil_step(volume: Volume, config: ConvertConfig, scale: float, pixel_spacing: float) -> coils.VolumeCoils:
+    """The volume's synthesized array: loops placed around its object, drawn from the volume's coil
+    stream, receiver noise scaled from the noise of a few of its middle slices (resized, normalized)."""
+    info, prep = volume.info, config.preprocessing
+    model = coils.create(config.coil_model, config.coils, config.coil_options)
+    b0 = coils.b0_direction(info.acquisition, info.meta.get("plane"))
+    body = coils.body_from_volume(volume.data, info.spacing, scale, b0)
+    slices = volume.data.shape[0]
+    middle = np.unique(np.linspace(0.25 * (slices - 1), 0.75 * (slices - 1), min(slices, 4)).round().astype(int))
+    sample, _ = resize(volume.data[middle], (info.spacing[1], info.spacing[2]), prep.size, prep.fit)
+    sigma = coils.noise_sigma(sample * np.float32(1.0 / scale)) * model.options.noise_scale
+    array = model.draw(body, stream(config.seed, info.key, coils.GEOMETRY_STREAM))
+    positions = coils.slice_positions(slices, float(info.spacing[0]))
+    return coils.VolumeCoils(array, prep.size, pixel_spacing, positions, sigma, model.settings())
 
 
 def load_one(item: PlannedVolume) -> Volume | Outcome:

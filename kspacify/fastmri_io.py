@@ -1,9 +1,11 @@
-"""fastMRI single-coil HDF5 output, written atomically.
+"""fastMRI HDF5 output, single- or multi-coil, written atomically.
 
-Layout (as fastMRI's knee single-coil files, so `fastmri.data.SliceDataset` reads them unchanged):
-`kspace` complex64 (slices, H, W), `reconstruction_esc` float32 (slices, H, W) = |ifft2c(kspace)|,
-`ismrmrd_header` (ISMRMRD XML), and attributes `acquisition`, `max`, `norm`, `patient_id` plus
-kspacify's provenance. See docs/format.md.
+Single-coil layout (as fastMRI's knee single-coil files): `kspace` complex64 (slices, H, W),
+`reconstruction_esc` float32 (slices, H, W) = |ifft2c(kspace)|. Multi-coil layout (as fastMRI's
+multi-coil brain and knee files): `kspace` complex64 (slices, coils, H, W), `reconstruction_rss`
+float32 (slices, H, W), the root sum of squares of the coil images. Both have `ismrmrd_header`
+(ISMRMRD XML) and attributes `acquisition`, `max`, `norm` (of the reconstruction), `patient_id` plus
+kspacify's provenance, so `fastmri.data.SliceDataset` reads them unchanged. See docs/format.md.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from kspacify.atomic import temporary_for
 _GAMMA_HZ_PER_T = 42.577478e6
 
 
-def ismrmrd_header(size: tuple[int, int], fov_mm: tuple[float, float, float], field_strength_t: float | None) -> str:
+def ismrmrd_header(
+    size: tuple[int, int], fov_mm: tuple[float, float, float], field_strength_t: float | None, coils: int = 1
+) -> str:
     """A minimal ISMRMRD header valid against the ISMRMRD schema (required elements only, plus what
     fastMRI reads: encoded/recon matrix and the phase-encoding limits). An unknown field strength
-    is written as a resonance frequency of 0."""
+    is written as a resonance frequency of 0; more than one coil as `receiverChannels`."""
     height, width = size
     frequency = int(round(_GAMMA_HZ_PER_T * field_strength_t)) if field_strength_t else 0
     fx, fy, fz = (f"{v:.4f}" for v in fov_mm)
@@ -32,12 +36,11 @@ def ismrmrd_header(size: tuple[int, int], fov_mm: tuple[float, float, float], fi
         "<matrixSize><x>{w}</x><y>{h}</y><z>1</z></matrixSize>"
         "<fieldOfView_mm><x>{fx}</x><y>{fy}</y><z>{fz}</z></fieldOfView_mm>"
     ).format(w=width, h=height, fx=fx, fy=fy, fz=fz)
-    system = (
-        f"<acquisitionSystemInformation><systemFieldStrength_T>{field_strength_t:.4f}</systemFieldStrength_T>"
-        "</acquisitionSystemInformation>"
-        if field_strength_t
-        else ""
-    )
+    system = f"<systemFieldStrength_T>{field_strength_t:.4f}</systemFieldStrength_T>" if field_strength_t else ""
+    if coils > 1:
+        system += f"<receiverChannels>{int(coils)}</receiverChannels>"
+    if system:
+        system = f"<acquisitionSystemInformation>{system}</acquisitionSystemInformation>"
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n'
         '<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">'
@@ -59,15 +62,20 @@ def ismrmrd_header(size: tuple[int, int], fov_mm: tuple[float, float, float], fi
 
 class VolumeWriter:
     """Streams one volume into a temporary HDF5 file beside `path`, slab by slab, so memory holds a
-    slab, not the volume's k-space. Leaving the `with` block normally adds `attrs` plus `max` and
-    `norm` (accumulated from the slabs) and renames the file into place; leaving it by an exception
-    deletes the temporary: an interrupted run leaves no half-written file."""
+    slab, not the volume's k-space. `shape` is the k-space's: (slices, H, W) for the single-coil
+    layout, (slices, coils, H, W) for the multi-coil one. Leaving the `with` block normally adds
+    `attrs` plus `max` and `norm` (accumulated from the slabs) and renames the file into place;
+    leaving it by an exception deletes the temporary: an interrupted run leaves no half-written file."""
 
-    def __init__(self, path: Path, shape: tuple[int, int, int], header: str) -> None:
+    def __init__(self, path: Path, shape: tuple[int, ...], header: str) -> None:
+        if len(shape) not in (3, 4):
+            raise ValueError(f"k-space shape must be (slices, H, W) or (slices, coils, H, W), got {shape}")
         self.path = path
         self.attrs: dict[str, Any] = {}
         self._temporary = temporary_for(path)
-        self._shape = shape
+        self._shape = tuple(shape)
+        self._target = "reconstruction_rss" if len(shape) == 4 else "reconstruction_esc"
+        self._target_shape = (shape[0], *shape[-2:])
         self._header = header
         self._max = 0.0
         self._sum_of_squares = 0.0
@@ -76,12 +84,13 @@ class VolumeWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = h5py.File(self._temporary, "w", libver="earliest")
         self._kspace = self._file.create_dataset("kspace", self._shape, dtype=np.complex64)
-        self._reconstruction = self._file.create_dataset("reconstruction_esc", self._shape, dtype=np.float32)
+        self._reconstruction = self._file.create_dataset(self._target, self._target_shape, dtype=np.float32)
         self._file.create_dataset("ismrmrd_header", data=np.bytes_(self._header.encode("utf-8")))
         return self
 
     def write(self, start: int, kspace: np.ndarray, reconstruction: np.ndarray) -> None:
-        """Slices start .. start + len(kspace) of both datasets."""
+        """Slices start .. start + len(kspace) of both datasets (the reconstruction: `reconstruction_esc`
+        or, multi-coil, `reconstruction_rss`)."""
         stop = start + len(kspace)
         self._kspace[start:stop] = kspace
         self._reconstruction[start:stop] = reconstruction

@@ -76,4 +76,5 @@ Salt = Annotated[Optional[str], typer.Option(help="Salt for patient pseudonyms (
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Also list each file skipped as not MR image data.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
 PhaseOptions = Annotated[Optional[list[str]], typer.Option("--phase-opt", help="KEY=VALUE setting of the phase method (repeatable; `kspacify methods` lists them).")]
+CoilOptions = Annotated[Optional[list[str]], typer.Option("--coil-opt", help="KEY=VALUE setting of the coil model (repeatable; `kspacify methods` lists them).")]
 DataPath = Annotated[Path, typer.Option("--data", help="Directory (or file) of complex MRI: fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy.", show_default=False)]

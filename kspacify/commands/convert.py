@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from kspacify.commands.common import (
-    Device, Exclude, Exit, Include, Inputs, NullSeparated, PhaseOptions, Salt, Verbose, say, stderr_console, usage_error,
+    CoilOptions, Device, Exclude, Exit, Include, Inputs, NullSeparated, PhaseOptions, Salt, Verbose, say, stderr_console, usage_error,
     user_errors,
 )  # fmt: skip
 
@@ -47,6 +47,9 @@ def convert(
     sampler: Annotated[Optional[str], typer.Option(help="Diffusion sampler of the sbdm method (default: its fast one).", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(help="Sampler steps of the sbdm method.", show_default=False)] = None,
     phase_opt: PhaseOptions = None,
+    coils: Annotated[int, typer.Option("--coils", help="Receive coils: 1 writes the single-coil file; N > 1 a synthesized N-coil array in fastMRI's multi-coil layout.")] = 1,
+    coil_model: Annotated[Optional[str], typer.Option("--coil-model", help="Coil model for --coils N > 1 (default cylinder; `kspacify methods` lists them).", show_default=False)] = None,
+    coil_opt: CoilOptions = None,
     include: Include = None,
     exclude: Exclude = None,
     null: NullSeparated = False,
@@ -56,7 +59,7 @@ def convert(
     salt: Salt = None,
     verbose: Verbose = False,
 ) -> None:
-    """Convert DICOM/NIfTI magnitude volumes to fastMRI single-coil HDF5 with synthesized phase.
+    """Convert DICOM/NIfTI magnitude volumes to fastMRI HDF5 (single-coil, or --coils N multi-coil) with synthesized phase.
 
     Writes one JSON line per volume on stdout; progress and messages go to stderr.
     Exit codes: 0 all converted, 1 some inputs failed, 2 usage error, 3 nothing convertible found,
@@ -78,6 +81,7 @@ def convert(
     method, why = phase.resolve(phase_method, device)
     synthesizer = phase.create(method, device=device, **options)  # settings checked before any work
     say(console, f"phase method {method} ({why})")
+    coil_options = _coil_settings(console, coils, coil_model, coil_opt)
 
     single_file = out.suffix.lower() in (".h5", ".hdf5")
     if not single_file and out.exists() and not out.is_dir():
@@ -103,6 +107,7 @@ def convert(
 
     config = pipeline.ConvertConfig(
         preprocessing=preprocessing, phase=method, phase_options=options, device=device, seed=seed, batch_size=batch_size,
+        coils=coils, coil_model=coil_model or pipeline.ConvertConfig.coil_model, coil_options=coil_options,
     )  # fmt: skip
     try:
         with _progress(console, sum(v.info.shape[0] for v in volumes)) as advance:
@@ -120,6 +125,23 @@ def convert(
         say(console, "interrupted; finished files are complete, nothing half-written is left")
         raise typer.Exit(int(Exit.INTERRUPTED))
     raise typer.Exit(int(Exit.SOME_FAILED if failures else Exit.OK))
+
+
+def _coil_settings(console: Console, count: int, model: Optional[str], pairs: Optional[list[str]]) -> dict[str, str]:
+    """--coil-opt as a dict, the model and count checked before any work (a usage error otherwise)."""
+    from kspacify import coils
+    from kspacify.options import parse_pairs
+
+    if count < 1:
+        raise usage_error(console, f"--coils must be at least 1, got {count}")
+    options = parse_pairs(pairs or [], "--coil-opt")
+    if count == 1:
+        if model is not None or options:
+            raise usage_error(console, "--coil-model and --coil-opt need --coils 2 or more")
+        return {}
+    chosen = coils.create(model or coils.DEFAULT_MODEL, count, options)
+    say(console, f"coils: {count}, {chosen.name} model")
+    return options
 
 
 def _scan_inputs(console: Console, inputs: list[str], out: Path, null: bool, include: Optional[list[str]],

@@ -10,8 +10,6 @@ usable for the volume's acquisition), not a special case in the CLI.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
@@ -20,6 +18,7 @@ import numpy as np
 from kspacify.acquisition import UNKNOWN, Acquisition
 from kspacify.errors import UsageError
 from kspacify.options import OptionInfo, build_options, describe
+from kspacify.plugins import discover
 
 
 class PhaseSynthesizer(Protocol):
@@ -75,17 +74,7 @@ def registry() -> dict[str, MethodSpec]:
     """All phase methods by name, discovered once from the modules of this package."""
     global _registry
     if _registry is None:
-        import kspacify.phase as package
-
-        found: dict[str, MethodSpec] = {}
-        for module_info in pkgutil.iter_modules(package.__path__):
-            if module_info.name in _NOT_METHODS or module_info.name.startswith("_"):
-                continue
-            module = importlib.import_module(f"{package.__name__}.{module_info.name}")
-            spec = getattr(module, "METHOD", None)
-            if isinstance(spec, MethodSpec):
-                found[spec.name] = spec
-        _registry = dict(sorted(found.items()))
+        _registry = discover("kspacify.phase", "METHOD", MethodSpec, frozenset(_NOT_METHODS))
     return _registry
 
 

@@ -1,0 +1,88 @@
+"""Multi-coil convert time per slice against single-coil, in the same process and run.
+
+One DICOM series of 256 x 256 slices (the convert_speed series), converted with `--phase smooth`
+(the cheapest phase, so the coils' share is as large as it gets) alternately with `--coils 1` and
+`--coils N`, output on tmpfs where there is one. The figure is the median of the per-pair ratios
+of the times (adjacent runs: these machines are shared, single timings move by 2x). The load
+average before and after is part of the report. `--profile` also times the coil step's parts.
+
+    python benchmarks/coil_speed.py [--slices 128] [--coils 8] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from convert_speed import make_series  # noqa: E402
+
+
+def convert(directory: Path, out: Path, coils: int, extra: list[str]) -> float:
+    from typer.testing import CliRunner
+
+    from kspacify.cli import app
+
+    args = ["convert", str(directory), str(out), "--phase", "smooth", "--overwrite", "--salt", "b", "--coils", str(coils), *extra]
+    start = time.perf_counter()
+    result = CliRunner().invoke(app, args)
+    seconds = time.perf_counter() - start
+    if result.exit_code != 0:
+        raise RuntimeError(result.output)
+    return seconds
+
+
+def load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=128)
+    parser.add_argument("--coils", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1, help="--workers of both runs (series are split to give each worker a volume)")
+    args = parser.parse_args()
+    report: dict[str, object] = {
+        "command": "python benchmarks/coil_speed.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_before": load(),
+        "slices": args.slices,
+        "coils": args.coils,
+    }
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as tmp:
+        root = Path(tmp)
+        per_series = args.slices // args.workers
+        for index in range(args.workers):
+            make_series(root / "series" / f"s{index}", per_series, seed=index)
+        extra = ["--workers", str(args.workers)] if args.workers > 1 else []
+        convert(root / "series", root / "warm", args.coils, extra)  # imports, first-call costs
+        single, multi = [], []
+        for _ in range(args.repeats):
+            single.append(convert(root / "series", root / "one", 1, extra))
+            multi.append(convert(root / "series", root / "many", args.coils, extra))
+        total = per_series * args.workers
+        ratios = [m / s for s, m in zip(single, multi)]
+        report.update(
+            {
+                "single_ms_per_slice": round(1e3 * statistics.median(single) / total, 2),
+                "multi_ms_per_slice": round(1e3 * statistics.median(multi) / total, 2),
+                "time_ratio_multi_over_single": round(statistics.median(ratios), 2),
+                "time_ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
+                "workers": args.workers,
+            }
+        )
+    report["load_after"] = load()
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
