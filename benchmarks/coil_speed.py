@@ -1,12 +1,12 @@
 """Multi-coil convert time per slice against single-coil, in the same process and run.
 
-One DICOM series of 256 x 256 slices (the convert_speed series), converted with `--phase smooth`
-(the cheapest phase, so the coils' share is as large as it gets) alternately with `--coils 1` and
-`--coils N`, output on tmpfs where there is one. The figure is the median of the per-pair ratios
+One DICOM series of 256 x 256 slices (the convert_speed series, 1 mm slices), converted with
+`--phase smooth` (the cheapest phase, so the coils' share is as large as it gets; `--phase physics`
+is what `auto` picks on a CPU) alternately with `--coils 1` and `--coils N`, output on tmpfs where there is one. The figure is the median of the per-pair ratios
 of the times (adjacent runs: these machines are shared, single timings move by 2x). The load
-average before and after is part of the report. `--profile` also times the coil step's parts.
+average before and after is part of the report.
 
-    python benchmarks/coil_speed.py [--slices 128] [--coils 8] [--repeats 5]
+    python benchmarks/coil_speed.py [--slices 128] [--coils 8] [--repeats 5] [--phase smooth] [--workers 1]
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT))
 from convert_speed import make_series  # noqa: E402
 
 
-def convert(directory: Path, out: Path, coils: int, extra: list[str]) -> float:
+def convert(directory: Path, out: Path, coils: int, extra: list[str], phase: str = "smooth") -> float:
     from typer.testing import CliRunner
 
     from kspacify.cli import app
 
-    args = ["convert", str(directory), str(out), "--phase", "smooth", "--overwrite", "--salt", "b", "--coils", str(coils), *extra]
+    args = ["convert", str(directory), str(out), "--phase", phase, "--overwrite", "--salt", "b", "--coils", str(coils), *extra]
     start = time.perf_counter()
     result = CliRunner().invoke(app, args)
     seconds = time.perf_counter() - start
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=128)
     parser.add_argument("--coils", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--phase", default="smooth")
     parser.add_argument("--workers", type=int, default=1, help="--workers of both runs (series are split to give each worker a volume)")
     args = parser.parse_args()
     report: dict[str, object] = {
@@ -57,6 +58,7 @@ def main() -> None:
         "load_before": load(),
         "slices": args.slices,
         "coils": args.coils,
+        "phase": args.phase,
     }
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as tmp:
         root = Path(tmp)
@@ -64,11 +66,11 @@ def main() -> None:
         for index in range(args.workers):
             make_series(root / "series" / f"s{index}", per_series, seed=index)
         extra = ["--workers", str(args.workers)] if args.workers > 1 else []
-        convert(root / "series", root / "warm", args.coils, extra)  # imports, first-call costs
+        convert(root / "series", root / "warm", args.coils, extra, args.phase)  # imports, first-call costs
         single, multi = [], []
         for _ in range(args.repeats):
-            single.append(convert(root / "series", root / "one", 1, extra))
-            multi.append(convert(root / "series", root / "many", args.coils, extra))
+            single.append(convert(root / "series", root / "one", 1, extra, args.phase))
+            multi.append(convert(root / "series", root / "many", args.coils, extra, args.phase))
         total = per_series * args.workers
         ratios = [m / s for s, m in zip(single, multi)]
         report.update(

@@ -77,6 +77,7 @@ class VolumeCoils:
         self.pixel_spacing = float(pixel_spacing)
         self.positions = np.asarray(positions, dtype=np.float64)
         self.sigma = float(sigma)
+        self._z_nodes: tuple[np.ndarray, np.ndarray] | None = None
         nodes = node_count(size, pixel_spacing)
         self._node_mm = (np.linspace(0.0, size - 1.0, nodes) - (size - 1) / 2.0) * self.pixel_spacing
         spline = spline_matrix(size, nodes)
@@ -93,6 +94,22 @@ class VolumeCoils:
     @property
     def coils(self) -> int:
         return self.array.coils
+
+    def slab_maps(self, start: int, stop: int) -> np.ndarray:
+        """Coarse maps (B, C, n, n) of slices start .. stop: exact at each slice where slices are
+        at least NODE_MM / 2 apart; else a cubic spline along the slice normal through maps at
+        nodes at most NODE_MM / 2 apart spanning the volume (computed once), so thin slices cost a
+        fraction of a field evaluation each and slabs agree at their borders."""
+        positions = self.positions[start:stop]
+        if len(self.positions) < 4 or np.min(np.abs(np.diff(self.positions))) >= NODE_MM / 2:
+            return self.coarse_maps(positions)
+        if self._z_nodes is None:
+            low, high = self.positions.min(), self.positions.max()
+            z = np.linspace(low, high, max(4, int(np.ceil(2 * (high - low) / NODE_MM)) + 1))
+            self._z_nodes = (z, self.coarse_maps(z))
+        z, maps = self._z_nodes
+        weights = CubicSpline(z, np.eye(len(z)), axis=0)(positions)  # (B, nodes)
+        return np.tensordot(weights, maps, axes=(1, 0))
 
     def coarse_maps(self, positions: np.ndarray) -> np.ndarray:
         """Normalized maps on the node grid, (B, C, nodes, nodes) complex128, image order."""
@@ -131,7 +148,7 @@ class VolumeCoils:
         """Slices start .. start + len(magnitude): `write(index, kspace (1, C, H, W) complex64,
         rss (1, H, W) float32)` for each, in order (buffers are reused after `write` returns)."""
         coils, size = self.coils, self.size
-        coarse = self.coarse_maps(self.positions[start : start + len(magnitude)])
+        coarse = self.slab_maps(start, start + len(magnitude))
         noise_floats = self._noise.view(np.float32)
         for offset in range(len(magnitude)):
             maps = self._frame_maps(coarse[offset]).reshape(coils, -1)  # M = g S, g^2 = sum |M|^2
