@@ -8,11 +8,10 @@ from typing import Annotated, Callable, Optional, TypeVar
 import typer
 from rich.console import Console
 
-from kspacify.commands.common import Device, Exit, say, stderr_console, user_errors
+from kspacify.commands.common import AcquisitionOption, Device, Exit, assumed_acquisition, say, stderr_console, user_errors
 
 T = TypeVar("T")
 
-AcquisitionOption = Annotated[Optional[list[str]], typer.Option("--acquisition", help="KEY=VALUE of the acquisition of volumes whose files do not say, e.g. family=spin_echo, field_strength_t=3 (repeatable; keys: the fields of kspacify.acquisition.Acquisition).", show_default=False)]
 
 
 def _split_list(values: list[str], cast: Callable[[str], T], option: str) -> list[T]:
@@ -22,16 +21,6 @@ def _split_list(values: list[str], cast: Callable[[str], T], option: str) -> lis
         return [cast(item) for item in items]
     except ValueError:
         raise typer.BadParameter(f"expected numbers, got {values}", param_hint=option) from None
-
-
-def assumed_acquisition(pairs: Optional[list[str]]):  # type: ignore[no-untyped-def]
-    """The `--acquisition KEY=VALUE` settings as an Acquisition (typed and checked like --phase-opt)."""
-    from kspacify.acquisition import Acquisition
-    from kspacify.options import build_options, parse_pairs
-
-    if not pairs:
-        return None
-    return build_options(Acquisition, parse_pairs(pairs, "--acquisition"), "--acquisition")
 
 
 @user_errors

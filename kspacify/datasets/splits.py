@@ -248,23 +248,28 @@ def load_splits(path: str | os.PathLike[str]) -> dict[str, list[str]]:
 # The paper's two levels: the phase generators train on genTrain (genVal selects their weights); the
 # reconstruction networks of the benchmark split what the generators never saw into recTrain (the
 # magnitudes that get each method's phase), recVal (selects each VarNet's weights) and recTest.
-GEN_NAMES = ("genTrain", "genVal")
+GEN_NAMES = ("genTrain", "genVal", "genTest")
 # recTrain / recVal / recTest by subject. The paper split 126/30/40 patients; a larger test share here,
 # because the benchmark's intervals come from resampling test volumes, and CPU-sized data has few.
 REC_FRACTIONS = {"recTrain": 0.5, "recVal": 0.15, "recTest": 0.35}
 
 
-def gen_splits(refs: Sequence[Any], path: Path, seed: int | str = 0, val_fraction: float = 0.1, *, save: bool = True,
-               allow_single: bool = False) -> dict[str, list[str]]:  # fmt: skip
-    """genTrain / genVal by subject (`volume_splits`) with about `val_fraction` of the subjects (at
-    least one) validating; one subject is an error unless `allow_single` (then all of it trains)."""
+def gen_splits(refs: Sequence[Any], path: Path, seed: int | str = 0, val_fraction: float = 0.1, test_fraction: float = 0.0,
+               *, save: bool = True, allow_single: bool = False) -> dict[str, list[str]]:  # fmt: skip
+    """genTrain / genVal / genTest by subject (`volume_splits`): about `val_fraction` of the subjects
+    (at least one) validate, `test_fraction` are held out (genTest: never seen by the generator, what
+    the benchmark and the realism measures may test on). One subject is an error unless
+    `allow_single` (then all of it trains)."""
     units = len({split_unit(ref) for ref in refs})
+    if not 0 <= test_fraction < 1:
+        raise DataError(f"the held-out share must be in [0, 1), got {test_fraction}")
     if units < 2 and not path.exists():
         if not allow_single:
             raise DataError(f"found {len(refs)} volume(s) of {units} subject(s); a subject-level validation split needs at least 2")
-        return volume_splits(refs, path, {"genTrain": 1.0, "genVal": 0.0}, seed, save=save, required=("genTrain",))
-    n_val = min(max(1, round(val_fraction * units)), units - 1) if units >= 2 else 0
-    fractions = {"genTrain": 1.0 - n_val / max(units, 1), "genVal": n_val / max(units, 1)}
+        return volume_splits(refs, path, {"genTrain": 1.0, "genVal": 0.0, "genTest": 0.0}, seed, save=save, required=("genTrain",))
+    n_test = min(round(test_fraction * units), units - 2)
+    n_val = min(max(1, round(val_fraction * units)), units - 1 - n_test) if units >= 2 else 0
+    fractions = {"genTrain": (units - n_val - n_test) / units, "genVal": n_val / units, "genTest": n_test / units}
     return volume_splits(refs, path, fractions, seed, save=save, required=("genTrain",))
 
 

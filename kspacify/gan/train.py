@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kspacify.acquisition import UNKNOWN, Acquisition
-from kspacify.datasets import PairDataset, PairSet, gen_splits, list_volumes, load_pairs
+from kspacify.datasets import PairDataset, PairSet, fingerprint, gen_splits, list_volumes, load_pairs
 from kspacify.errors import DataError, UsageError
 from kspacify.gan.network import (
     PRESETS,
@@ -244,6 +244,7 @@ class GanRun:
     splits: Path | None = None  # default out/splits.json
     console: bool = True
     assume: Acquisition = UNKNOWN  # the acquisition of volumes whose files do not say
+    hold_out: float = 0.0  # share of subjects in genTest: never seen (for benchmarks and realism)
 
 
 def train_gan(run: GanRun) -> TrainResult:
@@ -258,14 +259,15 @@ def train_gan(run: GanRun) -> TrainResult:
     refs = list_volumes(run.data)
     if not refs:
         raise DataError(f"no complex volumes (fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy) in {run.data}")
-    splits = gen_splits(refs, run.splits or run.out / "splits.json", run.seed, 0.15, save=World.from_env().is_main,
-                        allow_single=True)
+    splits = gen_splits(refs, run.splits or run.out / "splits.json", run.seed, 0.15, run.hold_out,
+                        save=World.from_env().is_main, allow_single=True)  # fmt: skip
     by_key = {r.key: r for r in refs}
     train = load_pairs([by_key[k] for k in splits["genTrain"]], run.size, run.assume)
     val = load_pairs([by_key[k] for k in splits.get("genVal", [])], run.size, run.assume)
     task = GanTask(
         train, config, val if len(val) else None, run.gan_mode, run.l1_weight, run.lr,
-        data_description={"source": str(run.data), "splits": splits, "size": run.size},
+        data_description={"source": str(run.data), "splits": splits, "size": run.size, "assumed_acquisition": run.assume.to_json(),
+                          "fingerprints": sorted(fingerprint(by_key[k]) for n in ("genTrain", "genVal") for k in splits.get(n, []))},
         l1_samples=run.l1_samples,
     )  # fmt: skip
     loop = LoopConfig(

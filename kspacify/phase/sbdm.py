@@ -174,15 +174,18 @@ class SbdmPhase:
         import torch.nn.functional as F
 
         from kspacify.sbdm import phasor_to_phase
+        from kspacify.sbdm.conditioning import condition, encode
 
         magnitude = np.nan_to_num(np.maximum(np.asarray(magnitude, dtype=np.float32), 0.0))
         if magnitude.ndim != 3:
             raise ValueError(f"sbdm phase: magnitude must be (batch, H, W), got shape {magnitude.shape}")
-        _, height, width = magnitude.shape
+        batch, height, width = magnitude.shape
         grid = diffusion_grid(height, width, self.config.image_size, self.config.min_multiple)
         generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**63 - 1)))
         full = torch.from_numpy(magnitude)[:, None].to(self.device)
         coarse, _ = to_diffusion_grid(full, grid)
+        features = torch.from_numpy(encode(acquisition)).to(self.device).expand(batch, -1)
+        coarse = condition(coarse, features, self.config.cond_channels)
         if self.channels_last:
             coarse = coarse.contiguous(memory_format=torch.channels_last)
         phasor = self.sampler.sample(

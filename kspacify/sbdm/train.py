@@ -9,6 +9,10 @@
   that is what noise-only background looks like, and a zero target is not a phasor.
 * Splits: genTrain / genVal by the project's policy (`datasets.gen_splits`: by subject), into JSON,
   reused when present.
+* Condition: the magnitude and, for a conditioned network (`SbdmRun.condition`, the default), the
+  volume's acquisition as constant channels (`kspacify.sbdm.conditioning`); each training sample's
+  acquisition is replaced by "unknown" with probability `condition_dropout`, so the network also
+  learns what to draw when the headers say nothing.
 * Loss: `dsm_loss` (sigma(t)^2-weighted DSM, t ~ U[eps, 1]) with all noise from the step's generator,
   so a resumed run draws what an uninterrupted one draws. Augmentation: per-step random flips of
   (magnitude, phasor) pairs, also from the step's generator (a flipped slice is an equally valid one).
@@ -34,9 +38,10 @@ import torch
 from torch import nn
 
 from kspacify.acquisition import UNKNOWN, Acquisition
-from kspacify.datasets import PairSet, gen_splits, list_volumes, load_pairs, split_unit
+from kspacify.datasets import PairSet, fingerprint, gen_splits, list_volumes, load_pairs, split_unit
 from kspacify.errors import DataError, UsageError
 from kspacify.sbdm.checkpoint import save_checkpoint
+from kspacify.sbdm.conditioning import FEATURES, UNKNOWN_FEATURES, condition, encode
 from kspacify.sbdm.network import ScoreNet, ScoreNetConfig
 from kspacify.sbdm.sde import VESDE, dsm_loss, phasor_sigma_max
 from kspacify.seeding import stream
@@ -62,12 +67,14 @@ DATASET_CARD = "manifest.json"  # `kspacify data build`'s description of a data 
 
 @dataclass
 class GridPairs:
-    """Training pairs on the diffusion grid: magnitude (N, 1, g, g), unit phasor (N, 2, g, g)."""
+    """Training pairs on the diffusion grid: magnitude (N, 1, g, g), unit phasor (N, 2, g, g), the
+    acquisition features of each slice (N, conditioning.FEATURES)."""
 
     magnitude: torch.Tensor
     phasor: torch.Tensor
     volumes: list[str]
     skipped_slices: int = 0
+    features: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.magnitude.shape[0])
@@ -79,7 +86,7 @@ def grid_pairs(pairs: PairSet, diffusion_size: int, seed: int = 0, min_signal: f
     from kspacify.phase.sbdm import to_diffusion_grid
 
     grid = (diffusion_size, diffusion_size)
-    mags, phasors, skipped = [], [], 0
+    mags, phasors, features, skipped = [], [], [], 0
     for index in range(len(pairs)):
         magnitude = pairs.magnitude[index]
         if float(np.mean(magnitude > 0.1)) < min_signal:
@@ -96,9 +103,10 @@ def grid_pairs(pairs: PairSet, diffusion_size: int, seed: int = 0, min_signal: f
             phasor = torch.where(empty[:, None], fill, phasor)
         mags.append(coarse[0])
         phasors.append(phasor[0])
+        features.append(torch.from_numpy(encode(pairs.acquisition_of(index))))
     if not mags:
         raise DataError(f"no slices with signal in {len(pairs.keys)} volume(s)")
-    return GridPairs(torch.stack(mags).float(), torch.stack(phasors).float(), list(pairs.keys), skipped)
+    return GridPairs(torch.stack(mags).float(), torch.stack(phasors).float(), list(pairs.keys), skipped, torch.stack(features))
 
 
 class _GridDataset:
@@ -109,12 +117,13 @@ class _GridDataset:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.pairs.magnitude[index], self.pairs.phasor[index]
+        features = self.pairs.features[index] if self.pairs.features is not None else torch.from_numpy(UNKNOWN_FEATURES)
+        return self.pairs.magnitude[index], self.pairs.phasor[index], features
 
 
 @torch.no_grad()
 def val_dsm(model: nn.Module, pairs: GridPairs, sde: VESDE, device: torch.device, batch_size: int = 16,
-            levels: int = VAL_LEVELS, seed: int = VAL_SEED) -> dict[str, float]:  # fmt: skip
+            levels: int = VAL_LEVELS, seed: int = VAL_SEED, channels: int = 1) -> dict[str, float]:  # fmt: skip
     """The DSM loss on `pairs` at `levels` fixed noise levels with fixed noise: comparable across steps.
     `val_dsm` is the mean over levels (an estimate of the training objective), `val_dsm_low` the mean
     over sigma < 1, where the phase detail is decided."""
@@ -123,7 +132,8 @@ def val_dsm(model: nn.Module, pairs: GridPairs, sde: VESDE, device: torch.device
     sigmas = [float(sde.marginal_std(float(t))) for t in ts]
     totals = [0.0] * levels
     for start in range(0, len(pairs), batch_size):
-        mag = pairs.magnitude[start : start + batch_size].to(device)
+        features = pairs.features[start : start + batch_size].to(device) if pairs.features is not None else None
+        mag = condition(pairs.magnitude[start : start + batch_size].to(device), features, channels)
         x0 = pairs.phasor[start : start + batch_size].to(device)
         for k, sigma in enumerate(sigmas):
             z = torch.randn(x0.shape, generator=generator, device=device)
@@ -152,7 +162,9 @@ class SbdmTask(TrainTask):
         ema_decay: float = 0.999,
         flips: bool = True,
         data_description: Mapping[str, Any] | None = None,
+        condition_dropout: float = 0.2,
     ) -> None:
+        self.condition_dropout = condition_dropout
         self.train, self.val, self.net, self.sde = train, val, net, sde
         self.lr, self.warmup_steps, self.grad_clip, self.ema_decay, self.flips = lr, warmup_steps, grad_clip, ema_decay, flips
         self.data_description = dict(data_description or {})
@@ -168,6 +180,8 @@ class SbdmTask(TrainTask):
                 "optimizer": {"type": "Adam", "lr": self.lr, "warmup_steps": self.warmup_steps,
                               "grad_clip": self.grad_clip, "ema_decay": self.ema_decay},
                 "augmentation": "random vertical/horizontal flips per step" if self.flips else None,
+                "condition": {"magnitude": True, "acquisition_features": self.net.cond_channels - 1,
+                              "dropout_to_unknown": self.condition_dropout if self.net.cond_channels > 1 else None},
             },  # fmt: skip
             "data": {
                 **self.data_description,
@@ -186,14 +200,19 @@ class SbdmTask(TrainTask):
                               EMA(model, self.ema_decay), self.grad_clip)}  # fmt: skip
 
     def step(self, ctx: StepContext, batch: Any) -> dict[str, torch.Tensor]:
-        magnitude, phasor = batch
+        magnitude, phasor, features = batch
         if self.flips:
             flip = torch.rand(2, generator=ctx.generator, device=ctx.device) < 0.5
             dims = [d for d, f in zip((-2, -1), flip.tolist()) if f]
             if dims:
                 magnitude, phasor = magnitude.flip(dims), phasor.flip(dims)
+        if self.net.cond_channels > 1 and self.condition_dropout > 0:
+            dropped = torch.rand(len(features), generator=ctx.generator, device=ctx.device) < self.condition_dropout
+            unknown = torch.from_numpy(UNKNOWN_FEATURES).to(ctx.device)
+            features = torch.where(dropped[:, None], unknown, features)
+        cond = condition(magnitude, features, self.net.cond_channels)
         with ctx.autocast():
-            loss = dsm_loss(ctx.models["score"], phasor, magnitude, self.sde, ctx.generator)
+            loss = dsm_loss(ctx.models["score"], phasor, cond, self.sde, ctx.generator)
         norm = ctx.update("score", loss)
         out = {"loss": loss.detach()}
         if norm is not None:
@@ -203,7 +222,7 @@ class SbdmTask(TrainTask):
     def validate(self, models: Mapping[str, nn.Module], device: torch.device) -> dict[str, float]:
         if self.val is None or len(self.val) == 0:
             return {}
-        return val_dsm(models["score"], self.val, self.sde, device)
+        return val_dsm(models["score"], self.val, self.sde, device, channels=self.net.cond_channels)
 
 
 def export_checkpoint(result: TrainResult, net: ScoreNetConfig, sde: VESDE, path: Path, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -260,9 +279,12 @@ class SbdmRun:
     export_dir: Path | None = None  # default out/weights
     console: bool = True
     assume: Acquisition = UNKNOWN  # the acquisition of volumes whose files do not say
+    condition: bool = True  # condition on the acquisition (else on the magnitude only)
+    condition_dropout: float = 0.2
+    hold_out: float = 0.0  # share of subjects in genTest: never seen (for benchmarks and realism)
 
     def net(self) -> ScoreNetConfig:
-        overrides: dict[str, Any] = {"image_size": self.diffusion_size}
+        overrides: dict[str, Any] = {"image_size": self.diffusion_size, "cond_channels": 1 + FEATURES if self.condition else 1}
         if self.nf is not None:
             overrides["nf"] = self.nf
         return ScoreNetConfig.preset(self.preset, **overrides)
@@ -276,7 +298,8 @@ def _subset(pairs: GridPairs, count: int) -> GridPairs:
     if len(pairs) <= count:
         return pairs
     index = torch.from_numpy(np.linspace(0, len(pairs) - 1, count).round().astype(np.int64))
-    return GridPairs(pairs.magnitude[index], pairs.phasor[index], pairs.volumes, pairs.skipped_slices)
+    features = pairs.features[index] if pairs.features is not None else None
+    return GridPairs(pairs.magnitude[index], pairs.phasor[index], pairs.volumes, pairs.skipped_slices, features)
 
 
 def train_sbdm(run: SbdmRun) -> tuple[TrainResult, dict[str, Any] | None]:
@@ -288,7 +311,8 @@ def train_sbdm(run: SbdmRun) -> tuple[TrainResult, dict[str, Any] | None]:
     refs = list_volumes(run.data)
     if not refs:
         raise DataError(f"no complex volumes (fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy) in {run.data}")
-    splits = gen_splits(refs, run.splits or run.out / "splits.json", run.seed, run.val_fraction, save=World.from_env().is_main)
+    splits = gen_splits(refs, run.splits or run.out / "splits.json", run.seed, run.val_fraction, run.hold_out,
+                        save=World.from_env().is_main)  # fmt: skip
     by_key = {ref.key: ref for ref in refs}
 
     def pairs_of(name: str) -> GridPairs:
@@ -303,12 +327,16 @@ def train_sbdm(run: SbdmRun) -> tuple[TrainResult, dict[str, Any] | None]:
         "pairs": "to_diffusion_grid: magnitude area-averaged; phasor = normalized area average of magnitude x exp(i phase)",
         "splits": splits,
         "subjects": {name: sorted({split_unit(by_key[k]) for k in splits[name]}) for name in ("genTrain", "genVal")},
+        # what the model saw, by content: the benchmark leaves these volumes out of what it tests on
+        "fingerprints": sorted(fingerprint(by_key[k]) for name in ("genTrain", "genVal") for k in splits[name]),
+        "assumed_acquisition": run.assume.to_json(),
         "skipped_empty_slices": train.skipped_slices + (val.skipped_slices if val is not None else 0),
     }  # fmt: skip
     card_file = Path(run.data) / DATASET_CARD
     if card_file.is_file():
         description["build"] = json.loads(card_file.read_text(encoding="utf-8"))
-    task = SbdmTask(train, val, net, sde, run.lr, run.warmup_steps, run.grad_clip, run.ema_decay, data_description=description)
+    task = SbdmTask(train, val, net, sde, run.lr, run.warmup_steps, run.grad_clip, run.ema_decay, data_description=description,
+                    condition_dropout=run.condition_dropout)  # fmt: skip
     name = f"sbdm-{run.preset}"
     config = LoopConfig(
         out_dir=run.out, name=f"{name}-loop", max_steps=run.max_steps, batch_size=run.batch_size, seed=run.seed,
