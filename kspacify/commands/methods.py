@@ -9,7 +9,7 @@ from kspacify.commands.common import user_errors
 
 @user_errors
 def command() -> None:
-    """List the phase methods with their options (KEY=DEFAULT, type) and which one `--phase auto` picks here."""
+    """List the phase methods with their options (KEY=DEFAULT, type), what they read of the acquisition, and what `--phase auto` picks here for each sequence family."""
     from kspacify import phase
 
     for name, spec in phase.registry().items():
@@ -20,5 +20,6 @@ def command() -> None:
             default = json.dumps(option.default if not isinstance(option.default, tuple) else list(option.default), default=str)
             hint = f"  {option.help}" if option.help else ""
             print(f"{'':10s}   --phase-opt {option.name}={default}  ({option.type}){hint}")
-    chosen, why = phase.resolve("auto", "auto")
-    print(f"auto -> {chosen} ({why})")
+    print("auto, per volume by its acquisition's sequence family:")
+    for family, (chosen, why) in phase.choices("auto").items():
+        print(f"  {family:20s} -> {chosen} ({why})")

@@ -148,7 +148,7 @@ def usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
     path = find_checkpoint()
     if path is None:
         return False, f"no checkpoint in weights/ (gan-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
-    good, why = weights.realism_gate(path, "gan")
+    good, why = weights.realism_gate(path, "gan", acquisition.family.value)
     return (True, f"checkpoint {path.name} (one network evaluation per slice): {why}") if good else (False, why)
 
 

@@ -201,8 +201,9 @@ class SbdmPhase:
 
 
 def usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
-    """For `auto`: a checkpoint must be found (checked without importing torch), a GPU present, and
-    the checkpoint's card must show it more realistic than `physics` (`weights.realism_gate`)."""
+    """For `auto`: a checkpoint must be found (checked without importing torch), a GPU present or
+    the card's measured CPU speed acceptable (`weights.cpu_speed_gate`), and the card must show it
+    more realistic than `physics` on volumes of this acquisition's family (`weights.realism_gate`)."""
     path = find_checkpoint()
     if path is None:
         return False, f"no checkpoint in weights/ (sbdm-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
@@ -212,10 +213,13 @@ def usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
         resolved = resolve_device(device)
     except ValueError as error:
         return False, str(error)
+    speed = ""
     if not is_accelerator(resolved):
-        return False, "no GPU: SBDM on CPU is slow; use --phase sbdm to force it"
-    good, why = weights.realism_gate(path, "sbdm")
-    return (True, f"checkpoint {path.name} on {resolved}: {why}") if good else (False, why)
+        fast, speed = weights.cpu_speed_gate(path, "sbdm")
+        if not fast:
+            return False, speed
+    good, why = weights.realism_gate(path, "sbdm", acquisition.family.value)
+    return (True, f"checkpoint {path.name} on {resolved}{f' ({speed})' if speed else ''}: {why}") if good else (False, why)
 
 
 METHOD = MethodSpec(
