@@ -1,5 +1,5 @@
-"""Where bundled and user checkpoints are found: $KSPACIFY_WEIGHTS, then `weights/` beside the
-installed package, then `weights/` at the repository root (an editable install)."""
+"""Where bundled and user checkpoints are found: $KSPACIFY_WEIGHTS, then `kspacify/weights/` (the
+bundled ones, which a wheel and a non-editable install carry as package data)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 
 WEIGHTS_ENV = "KSPACIFY_WEIGHTS"
+BUNDLED = Path(__file__).resolve().parent / "weights"
 
 
 def weights_dirs() -> list[Path]:
     """Where checkpoints are looked for, in order."""
-    package = Path(__file__).resolve().parent
     env = os.environ.get(WEIGHTS_ENV)
-    return ([Path(env)] if env else []) + [package / "weights", package.parent / "weights"]
+    return ([Path(env)] if env else []) + [BUNDLED]
 
 
 def find_weights(name: str) -> Path | None:

@@ -1,8 +1,8 @@
 """`sbdm`: phase drawn by the conditional score-based diffusion model (kspacify.sbdm).
 
 The checkpoint `sbdm-<preset>.safetensors` (+ its `.json` model card) is looked for in
-$KSPACIFY_WEIGHTS, then `weights/` inside the installed package, then `weights/` beside the package
-(a source checkout); `checkpoint=PATH` overrides. Its sha256 is checked against the card on load.
+$KSPACIFY_WEIGHTS, then the package's `kspacify/weights/`; `checkpoint=PATH` overrides. Its sha256 is
+checked against the card on load.
 
 Low-resolution diffusion. The network diffuses at its trained size, `config.image_size` of the
 checkpoint (the "diffusion size"); a larger slice is area-averaged down to that grid, the sampled
@@ -206,7 +206,7 @@ def usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
     more realistic than `physics` on volumes of this acquisition's family (`weights.realism_gate`)."""
     path = find_checkpoint()
     if path is None:
-        return False, f"no checkpoint in weights/ (sbdm-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
+        return False, f"no checkpoint in kspacify/weights/ (sbdm-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
     from kspacify.device import is_accelerator, resolve_device
 
     try:
@@ -224,7 +224,7 @@ def usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
 
 METHOD = MethodSpec(
     name="sbdm",
-    summary="conditional score-based diffusion model (learned; checkpoint in weights/)",
+    summary="conditional score-based diffusion model (learned; checkpoint in kspacify/weights/)",
     options=SbdmOptions,
     build=lambda options, device: SbdmPhase(options, device),
     auto_rank=10,
