@@ -22,9 +22,9 @@ import numpy as np
 from kspacify import __version__, coils, fastmri_io, phase, sources
 from kspacify.coils import DEFAULT_MODEL as DEFAULT_COIL_MODEL
 from kspacify.kspace import to_kspace
-from kspacify.seeding import stream
 from kspacify.manifest import Entry, Shard, read_manifest
 from kspacify.preprocess import Preprocessing, normalization_scale, resize, resized_spacing
+from kspacify.seeding import stream
 from kspacify.sources import Found, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
 
 
@@ -62,6 +62,7 @@ class Outcome:
     status: str  # "written" | "exists" | "dry-run" | "failed"
     reason: str = ""
     seconds: float = 0.0
+    phase: str = ""  # the method that synthesized this volume (what `auto` chose for it)
 
     def json(self, phase_method: str) -> dict[str, Any]:
         info = self.volume.info
@@ -73,7 +74,7 @@ class Outcome:
             "files": len(files),
             "output": str(self.volume.output),
             "slices": info.shape[0],
-            "phase": phase_method,
+            "phase": self.phase or phase_method,
             "skipped_files": self.volume.skipped_nearby,
             **({"reason": self.reason} if self.reason else {}),
         }
@@ -134,14 +135,19 @@ def plan_manifest(manifest: Path, out: Path, shard: Shard, *, single_file: bool)
     return shard.select(name_outputs(read_manifest(manifest), out, single_file=single_file))
 
 
-def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig, output: Path) -> None:
-    """Normalize one volume, then slab by slab: resize, synthesize phase, transform, write.
+def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig, output: Path) -> str:
+    """Normalize one volume, then slab by slab: resize, synthesize phase, transform, write; returns
+    the phase method used (`auto` chooses one per volume, by its acquisition).
 
     The scale comes from the whole volume; everything else is per slice, so slabs of `batch_size`
     slices keep memory to one slab beyond the loaded volume. `reconstruction_esc` is the magnitude
-    itself: |ifft2c(kspace)| equals it to float32 rounding, so no inverse FFT is needed.
+    itself: |ifft2c(kspace)| equals it to float32 rounding, so no inverse FFT is needed. With
+    `config.coils` > 1 the coil step (`kspacify.coils`) turns each slab into coil k-space and the
+    RSS target instead.
     """
     info = volume.info
+    if isinstance(synthesizer, phase.AutoPhase):
+        synthesizer, _ = synthesizer.for_acquisition(info.acquisition)
     prep = config.preprocessing
     spacing = (info.spacing[1], info.spacing[2])
     scale = normalization_scale(volume.data, prep.percentile)
@@ -190,6 +196,7 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         )
         if settings.get("checkpoint_sha256"):
             writer.attrs["checkpoint_sha256"] = settings["checkpoint_sha256"]
+    return synthesizer.name
 
 
 def _coil_step(volume: Volume, config: ConvertConfig, scale: float, pixel_spacing: float) -> coils.VolumeCoils:
@@ -226,9 +233,9 @@ def convert_one(
     if isinstance(loaded, Outcome):
         return loaded
     try:
-        write_volume(loaded, synthesizer, config, item.output)
+        method = write_volume(loaded, synthesizer, config, item.output)
     except SourceError as error:
         return Outcome(item, "failed", str(error), time.perf_counter() - started)
     except OSError as error:
         return Outcome(item, "failed", f"cannot write {item.output}: {error.strerror or error}", time.perf_counter() - started)
-    return Outcome(item, "written", seconds=time.perf_counter() - started)
+    return Outcome(item, "written", seconds=time.perf_counter() - started, phase=method)

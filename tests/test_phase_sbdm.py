@@ -135,7 +135,7 @@ def test_finds_checkpoint_in_weights_dir_and_env(checkpoint, monkeypatch, tmp_pa
 def test_auto_skips_sbdm_without_checkpoint_or_gpu(checkpoint, monkeypatch, tmp_path):
     monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [tmp_path])
     ok, reason = sbdm.usable("auto")
-    assert not ok and reason.startswith("no checkpoint in weights/")
+    assert not ok and reason.startswith("no checkpoint in kspacify/weights/")
     name, why = phase.resolve("auto", "auto")
     assert name != "sbdm" and "sbdm: no checkpoint" in why
     monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [checkpoint.parent])

@@ -9,7 +9,15 @@ it compares with real multi-coil data.
 """
 
 from kspacify.coils.base import (
-    ArrayOptions, CoilArray, CoilModel, CoilSpec, TooManyCoilsError, UnknownCoilModelError, create, model_names, parse,
+    ArrayOptions,
+    CoilArray,
+    CoilModel,
+    CoilSpec,
+    TooManyCoilsError,
+    UnknownCoilModelError,
+    create,
+    model_names,
+    parse,
     registry,
 )  # fmt: skip
 from kspacify.coils.encode import VolumeCoils, noise_sigma

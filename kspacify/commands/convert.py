@@ -14,7 +14,19 @@ import typer
 from rich.console import Console
 
 from kspacify.commands.common import (
-    CoilOptions, Device, Exclude, Exit, Include, Inputs, NullSeparated, PhaseOptions, Salt, Verbose, say, stderr_console, usage_error,
+    CoilOptions,
+    Device,
+    Exclude,
+    Exit,
+    Include,
+    Inputs,
+    NullSeparated,
+    PhaseOptions,
+    Salt,
+    Verbose,
+    say,
+    stderr_console,
+    usage_error,
     user_errors,
 )  # fmt: skip
 
@@ -78,8 +90,13 @@ def convert(
         raise usage_error(console, str(error))
     options: dict[str, object] = dict(parse_pairs(phase_opt or []))
     options.update({k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None})
-    method, why = phase.resolve(phase_method, device)
+    method, why = phase.resolve(phase_method, device) if phase_method != "auto" else ("auto", "")
     synthesizer = phase.create(method, device=device, **options)  # settings checked before any work
+    if method == "auto":
+        picks = phase.choices(device)
+        default = picks["unknown"]
+        special = [f"{family} -> {name} ({reason})" for family, (name, reason) in picks.items() if name != default[0]]
+        why = f"per volume by its acquisition: {default[0]} ({default[1]})" + (f"; but {'; '.join(special)}" if special else "")
     say(console, f"phase method {method} ({why})")
     coil_options = _coil_settings(console, coils, coil_model, coil_opt)
 

@@ -18,7 +18,7 @@ def _options(flag: str, options: list[OptionInfo]) -> None:
 
 @user_errors
 def command() -> None:
-    """List the phase methods and coil models with their options (KEY=DEFAULT, type), and which phase method `--phase auto` picks here."""
+    """List the phase methods and coil models with their options (KEY=DEFAULT, type), what the phase methods read of the acquisition, and what `--phase auto` picks here for each sequence family."""
     from kspacify import coils, phase
 
     for name, spec in phase.registry().items():
@@ -26,11 +26,12 @@ def command() -> None:
         if spec.uses:
             print(f"{'':10s}   uses: {', '.join(spec.uses)}")
         _options("--phase-opt", spec.option_list())
-    chosen, why = phase.resolve("auto", "auto")
-    print(f"auto -> {chosen} ({why})")
+    print("auto, per volume by its acquisition's sequence family:")
+    for family, (chosen, why) in phase.choices("auto").items():
+        print(f"  {family:20s} -> {chosen} ({why})")
     print()
     print(f"coil models (--coils N > 1 --coil-model NAME; default {coils.DEFAULT_MODEL}):")
-    for name, spec in coils.registry().items():
-        most, how = spec.capacity(spec.options())
-        print(f"{name:10s} {spec.summary}; at most {most} coils ({how.split(';')[0]})")
-        _options("--coil-opt", spec.option_list())
+    for model_name, model in coils.registry().items():
+        most, how = model.capacity(model.options())
+        print(f"{model_name:10s} {model.summary}; at most {most} coils ({how.split(';')[0]})")
+        _options("--coil-opt", model.option_list())

@@ -7,21 +7,23 @@ as the convert pipeline (`kspacify.preprocess`): the whole volume is divided by 
 of its magnitude, so that percentile is 1 (its maximum where the percentile is 0, no scaling for an
 all-zero volume); the complex image is divided by the same real factor, so the phase is untouched.
 
-A `VolumeRef` is what directory scanning finds: a volume key, the file(s) and the reader, no pixels,
-so splits can be computed without loading data.
+A `VolumeRef` is what directory scanning finds: a volume key, the file(s), the reader, the
+subject where the files say, and the acquisition; no pixels, so splits can be computed without
+loading data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from kspacify.preprocess import normalization_scale
-
+from kspacify.acquisition import UNKNOWN, Acquisition
 from kspacify.kspace import fft2c
+from kspacify.preprocess import normalization_scale
 
 log = logging.getLogger("kspacify.datasets")
 
@@ -29,9 +31,6 @@ NORMALIZATION_PERCENTILE = 99.5
 _PI32 = np.float32(np.pi)
 _TWO_PI32 = np.float32(2 * np.pi)
 
-
-class DatasetError(Exception):
-    """A reader could not turn a file it had listed into slices; the message names the cause."""
 
 
 def wrap_phase(phase: np.ndarray) -> np.ndarray:
@@ -89,11 +88,13 @@ class VolumeRef:
     """A volume found by scanning (no pixels).
 
     `key`: volume key (relative path of the file under the scanned root, without extension and
-    without a magnitude/phase tag; the file name stem when a single file is given). `patient`: the key
-    splits should group by (fastMRI's `patient_id` attribute where present, otherwise `key`).
-    `file`: the file read (the magnitude file for a magnitude/phase pair); `partner`: the second file of
-    a pair (phase, or imaginary part), else None. `reader`: the reader's name. `shape`: the array
-    shape as stored. `meta`: reader facts known from headers (e.g. number of coils, pair kind).
+    without a magnitude/phase tag; the file name stem when a single file is given). `patient`: the
+    subject where the files say (fastMRI's `patient_id` attribute, a JSON sidecar's `subject`), else
+    "" (`kspacify.datasets.splits.split_unit` decides what a split keeps together). `file`: the file
+    read (the magnitude file for a magnitude/phase pair); `partner`: the second file of a pair (phase,
+    or imaginary part), else None. `reader`: the reader's name. `shape`: the array shape as stored.
+    `meta`: reader facts known from headers (e.g. number of coils, pair kind; `subject_unknown` when
+    a sidecar says the subject is not known). `acquisition`: as the files say (else unknown).
     """
 
     key: str
@@ -103,10 +104,9 @@ class VolumeRef:
     patient: str = ""
     partner: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    acquisition: Acquisition = UNKNOWN
 
     def __post_init__(self) -> None:
-        if not self.patient:
-            object.__setattr__(self, "patient", self.key)
         object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
 
     @property
@@ -116,6 +116,7 @@ class VolumeRef:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["shape"] = list(self.shape)
+        data["acquisition"] = self.acquisition.to_json()
         return data
 
     @classmethod
@@ -128,7 +129,22 @@ class VolumeRef:
             patient=data.get("patient", ""),
             partner=data.get("partner"),
             meta=dict(data.get("meta", {})),
+            acquisition=Acquisition.from_json(data.get("acquisition")),
         )
+
+
+def fingerprint(ref: VolumeRef) -> str:
+    """A content fingerprint of a volume's file(s): sha256 of each file's size and first MiB. Model
+    cards list the fingerprints of the volumes a model saw, so the benchmark can recognize them under
+    another root, name or copy (and leave them out of what it tests on)."""
+    digest = hashlib.sha256()
+    for path in ref.files:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            digest.update(str(handle.tell()).encode())
+            handle.seek(0)
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()
 
 
 def normalize_volume(images: np.ndarray, percentile: float = NORMALIZATION_PERCENTILE) -> tuple[np.ndarray, float]:
