@@ -92,8 +92,9 @@ class VolumeWriter:
         """Slices start .. start + len(kspace) of both datasets (the reconstruction: `reconstruction_esc`
         or, multi-coil, `reconstruction_rss`)."""
         stop = start + len(kspace)
-        self._kspace[start:stop] = kspace
-        self._reconstruction[start:stop] = reconstruction
+        # write_direct: no per-call selection parsing (a multi-coil slice is megabytes, written often)
+        self._kspace.write_direct(np.ascontiguousarray(kspace, dtype=np.complex64), dest_sel=np.s_[start:stop])
+        self._reconstruction.write_direct(np.ascontiguousarray(reconstruction, dtype=np.float32), dest_sel=np.s_[start:stop])
         if reconstruction.size:
             self._max = max(self._max, float(reconstruction.max()))
             self._sum_of_squares += float(np.dot(reconstruction.ravel().astype(np.float64), reconstruction.ravel()))

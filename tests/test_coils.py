@@ -78,9 +78,9 @@ def encoded(vc, volume, phase=None, seed=1):
     return out
 
 
-@pytest.mark.parametrize("model", ["cylinder", "surface"])
-def test_rss_of_the_coil_images_is_the_target_and_equals_the_magnitude(model):
-    vc, volume, inside = encoder(model)
+@pytest.mark.parametrize("model, size", [("cylinder", 32), ("surface", 32), ("cylinder", 33)])
+def test_rss_of_the_coil_images_is_the_target_and_equals_the_magnitude(model, size):
+    vc, volume, inside = encoder(model, size=size)
     phase = np.random.default_rng(5).uniform(-np.pi, np.pi, volume.shape).astype(np.float32)
     out = encoded(vc, volume, phase)
     for index, (kspace, rss) in out.items():
