@@ -3,8 +3,10 @@
 One DICOM series of 256 x 256 slices (the convert_speed series, 1 mm slices), converted with
 `--phase smooth` (the cheapest phase, so the coils' share is as large as it gets; `--phase physics`
 is what `auto` picks on a CPU) alternately with `--coils 1` and `--coils N`, output on tmpfs where there is one. The figure is the median of the per-pair ratios
-of the times (adjacent runs: these machines are shared, single timings move by 2x). The load
-average before and after is part of the report.
+of the times (adjacent runs: these machines are shared, single timings move by 2x), for wall time
+and for the process's CPU time (what the conversion itself costs, less sensitive to other jobs on a
+shared machine; BLAS runs single-threaded, so CPU time is one core's work). The load average before
+and after is part of the report.
 
     python benchmarks/coil_speed.py [--slices 128] [--coils 8] [--repeats 5] [--phase smooth] [--workers 1]
 """
@@ -26,18 +28,24 @@ sys.path.insert(0, str(ROOT))
 from convert_speed import make_series  # noqa: E402
 
 
-def convert(directory: Path, out: Path, coils: int, extra: list[str], phase: str = "smooth") -> float:
+def convert(directory: Path, out: Path, coils: int, extra: list[str], phase: str = "smooth") -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process and its finished children) of one convert."""
     from typer.testing import CliRunner
 
     from kspacify.cli import app
 
     args = ["convert", str(directory), str(out), "--phase", phase, "--overwrite", "--salt", "b", "--coils", str(coils), *extra]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     result = CliRunner().invoke(app, args)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, _cpu() - cpu
     if result.exit_code != 0:
         raise RuntimeError(result.output)
-    return seconds
+    return seconds, cpu_seconds
+
+
+def _cpu() -> float:
+    own = os.times()
+    return own.user + own.system + own.children_user + own.children_system
 
 
 def load() -> list[float]:
@@ -72,16 +80,17 @@ def main() -> None:
             single.append(convert(root / "series", root / "one", 1, extra, args.phase))
             multi.append(convert(root / "series", root / "many", args.coils, extra, args.phase))
         total = per_series * args.workers
-        ratios = [m / s for s, m in zip(single, multi)]
-        report.update(
-            {
-                "single_ms_per_slice": round(1e3 * statistics.median(single) / total, 2),
-                "multi_ms_per_slice": round(1e3 * statistics.median(multi) / total, 2),
-                "time_ratio_multi_over_single": round(statistics.median(ratios), 2),
-                "time_ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
-                "workers": args.workers,
-            }
-        )
+        for index, kind in ((0, "wall"), (1, "cpu")):
+            ratios = [m[index] / s[index] for s, m in zip(single, multi)]
+            report.update(
+                {
+                    f"single_{kind}_ms_per_slice": round(1e3 * statistics.median(s[index] for s in single) / total, 2),
+                    f"multi_{kind}_ms_per_slice": round(1e3 * statistics.median(m[index] for m in multi) / total, 2),
+                    f"{kind}_ratio_multi_over_single": round(statistics.median(ratios), 2),
+                    f"{kind}_ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
+                }
+            )
+        report["workers"] = args.workers
     report["load_after"] = load()
     print(json.dumps(report, indent=1))
 

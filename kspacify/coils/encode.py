@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 from scipy.interpolate import CubicSpline
+from scipy.linalg import blas
 
 from kspacify.coils.base import CoilArray
 from kspacify.coils.noise import fill_standard_normal
@@ -84,11 +85,11 @@ class VolumeCoils:
         self._spline_t = np.ascontiguousarray(spline.T.astype(np.float32))  # image order (columns)
         self._spline_frame = np.ascontiguousarray(spline[frame_order(size)].astype(np.float32))
         self._spline_frame_t = np.ascontiguousarray(self._spline_frame.T)
-        self._mix = (self.sigma * np.linalg.cholesky(array.noise_covariance)).astype(np.complex64)
+        # lower triangular: applied in place by BLAS trmm (half a matrix product's work, no second buffer)
+        self._mix = np.asfortranarray(self.sigma * np.linalg.cholesky(array.noise_covariance), dtype=np.complex64)
         coils, pixels = array.coils, size * size
         self._maps = np.empty((coils, size, size), np.complex64)
         self._noise = np.empty((coils, pixels), np.complex64)
-        self._mixed = np.empty((coils, pixels), np.complex64)
         self._work = np.empty((coils, pixels), np.complex64)
 
     @property
@@ -159,13 +160,13 @@ class VolumeCoils:
             work = self._work
             if self.sigma > 0:
                 fill_standard_normal(rng, noise_floats)
-                np.matmul(self._mix, self._noise, out=self._mixed)
+                noise = self._mixed_noise()
                 np.conjugate(maps, out=work)
-                work *= self._mixed
+                work *= noise
                 # image = v + S (x - S^H v) = v + M (x / g - (M^H v) / g^2)
                 beta = (obj - work.sum(axis=0) * inverse_g) * inverse_g
                 np.multiply(maps, beta, out=work)
-                work += self._mixed
+                work += noise
             else:
                 np.multiply(maps, obj * inverse_g, out=work)
             floats = work.view(np.float32)
@@ -173,6 +174,14 @@ class VolumeCoils:
             rss = np.sqrt(squares[0::2] + squares[1::2]).reshape(size, size)
             kspace = fft2_frame(work.reshape(coils, size, size))
             write(start + offset, kspace[None], from_frame_order(rss)[None].astype(np.float32, copy=False))
+
+    def _mixed_noise(self) -> np.ndarray:
+        """The noise buffer w (C, P) turned into v = sigma L w in place: as (P, C) in Fortran order
+        (the same memory), v^T = w^T L^T is BLAS trmm from the right."""
+        mixed = blas.ctrmm(1.0, self._mix, self._noise.T, side=1, lower=1, trans_a=1, overwrite_b=1)
+        if not np.shares_memory(mixed, self._noise):  # a BLAS that copied: take its result
+            self._noise[...] = mixed.T
+        return self._noise
 
     def attrs(self) -> dict[str, Any]:
         """Provenance of this volume's array, for the file's attributes."""
