@@ -6,7 +6,9 @@ is what `auto` picks on a CPU) alternately with `--coils 1` and `--coils N`, out
 of the times (adjacent runs: these machines are shared, single timings move by 2x), for wall time
 and for the process's CPU time (what the conversion itself costs, less sensitive to other jobs on a
 shared machine; BLAS runs single-threaded, so CPU time is one core's work). The load average before
-and after is part of the report.
+and after is part of the report. `--profile`: where one `--coils N` run's time goes (cProfile,
+CPU ms per slice of the costliest functions; numpy's element-wise work counts to its caller, the
+coil encoder).
 
     python benchmarks/coil_speed.py [--slices 128] [--coils 8] [--repeats 5] [--phase smooth] [--workers 1]
 """
@@ -48,6 +50,17 @@ def _cpu() -> float:
     return own.user + own.system + own.children_user + own.children_system
 
 
+def profile(directory: Path, out: Path, coils: int, extra: list[str], phase: str, slices: int) -> dict[str, float]:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.runcall(convert, directory, out, coils, extra, phase)
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    rows = sorted(((value[2], f"{Path(key[0]).name}:{key[2]}") for key, value in stats.items()), reverse=True)[:12]
+    return {name: round(1e3 * seconds / slices, 2) for seconds, name in rows}
+
+
 def load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
@@ -58,6 +71,7 @@ def main() -> None:
     parser.add_argument("--coils", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--phase", default="smooth")
+    parser.add_argument("--profile", action="store_true")
     parser.add_argument("--workers", type=int, default=1, help="--workers of both runs (series are split to give each worker a volume)")
     args = parser.parse_args()
     report: dict[str, object] = {
@@ -91,6 +105,8 @@ def main() -> None:
                 }
             )
         report["workers"] = args.workers
+        if args.profile:
+            report["profile_cpu_ms_per_slice"] = profile(root / "series", root / "many", args.coils, extra, args.phase, total)
     report["load_after"] = load()
     print(json.dumps(report, indent=1))
 
