@@ -21,7 +21,6 @@ from kspacify.datasets.base import (
     fingerprint,
     normalization_scale,
     normalize_volume,
-    wrap_phase,
 )
 from kspacify.datasets.discover import iter_slices, list_volumes, read_volume, scan
 from kspacify.datasets.pairs import PairDataset, PairSet, load_pairs
@@ -81,5 +80,4 @@ __all__ = [
     "to_square_size",
     "validate_splits",
     "volume_splits",
-    "wrap_phase",
 ]

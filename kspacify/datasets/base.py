@@ -23,20 +23,13 @@ import numpy as np
 
 from kspacify.acquisition import UNKNOWN, Acquisition
 from kspacify.kspace import fft2c
+from kspacify.phase.base import wrap
 from kspacify.preprocess import normalization_scale
 
 log = logging.getLogger("kspacify.datasets")
 
 NORMALIZATION_PERCENTILE = 99.5
-_PI32 = np.float32(np.pi)
-_TWO_PI32 = np.float32(2 * np.pi)
 
-
-
-def wrap_phase(phase: np.ndarray) -> np.ndarray:
-    """Angles (radians) wrapped to float32 [-pi, pi) (np.angle gives (-pi, pi]; +pi becomes -pi)."""
-    wrapped = np.angle(np.exp(1j * np.asarray(phase, dtype=np.float64))).astype(np.float32)
-    return np.where(wrapped >= _PI32, wrapped - _TWO_PI32, wrapped).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,8 +63,7 @@ class ComplexSlice:
     @property
     def phase(self) -> np.ndarray:
         """angle(image) in radians, float32 in [-pi, pi)."""
-        phase = np.angle(self.image).astype(np.float32)
-        return np.where(phase >= _PI32, phase - _TWO_PI32, phase).astype(np.float32)
+        return wrap(np.angle(self.image))
 
     @property
     def kspace(self) -> np.ndarray:

@@ -48,7 +48,8 @@ import nibabel
 import numpy as np
 
 from kspacify.acquisition import from_header_fields
-from kspacify.datasets.base import ComplexSlice, VolumeRef, make_slices, wrap_phase
+from kspacify.datasets.base import ComplexSlice, VolumeRef, make_slices
+from kspacify.phase.base import wrap
 from kspacify.datasets.resize import to_square_size
 from kspacify.errors import DataError
 
@@ -113,7 +114,7 @@ def phase_to_radians(phase: np.ndarray) -> tuple[np.ndarray, str]:
     else:
         raise DataError(f"phase range [{lo:g}, {hi:g}] is neither radians nor 12-bit scanner units")
     radians = np.where(np.isfinite(radians), radians, 0.0)
-    return wrap_phase(radians), rule
+    return wrap(radians), rule
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ method uses; `physics.with_measurement_noise` applies it), n1, n2 ~ N(0, 1) from
 generator: background pixels get uniform phase drawn directly rather than a blurred, upsampled
 imitation of it.
 
-Training at a low resolution must build its pairs the way `to_diffusion_grid` does (magnitude
+Training at a low resolution must build its pairs the way `sbdm.grid.to_diffusion_grid` does (magnitude
 area-averaged; target phasor = area average of magnitude x exp(i phase), normalized to unit length,
 so tissue rather than background noise sets the coarse phase).
 """
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,9 +39,6 @@ from kspacify.acquisition import UNKNOWN, Acquisition
 from kspacify.errors import OptionError
 from kspacify.phase.base import MethodSpec, wrap
 from kspacify.phase.physics import with_measurement_noise
-
-if TYPE_CHECKING:
-    import torch
 
 DEFAULT_PRESET = "small"
 DEFAULT_SAMPLER = "dpm2m"
@@ -75,35 +72,6 @@ class SbdmOptions:
 def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
     """The bundled or user checkpoint `sbdm-<preset>.safetensors`, or None."""
     return weights.find_weights(f"sbdm-{preset}")
-
-
-def diffusion_grid(height: int, width: int, size: int, multiple: int) -> tuple[int, int]:
-    """The grid a (height, width) slice is diffused on: the longer side becomes `size`, the other
-    keeps the aspect ratio, rounded to a multiple the network accepts."""
-    if height == width:
-        return size, size
-    scale = size / max(height, width)
-    return tuple(max(multiple, round(n * scale / multiple) * multiple) for n in (height, width))  # type: ignore[return-value]
-
-
-def to_diffusion_grid(
-    magnitude: torch.Tensor, grid: tuple[int, int], phase: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Magnitude (B, 1, H, W) -> (B, 1, *grid) by area averaging; with `phase` (B, H, W) also the
-    target unit phasor (B, 2, *grid): the area average of magnitude x exp(i phase), normalized
-    (the pair a low-resolution model is trained on)."""
-    import torch
-    import torch.nn.functional as F
-
-    def area(x: torch.Tensor) -> torch.Tensor:
-        return x if tuple(x.shape[-2:]) == tuple(grid) else F.interpolate(x, size=grid, mode="area")
-
-    coarse = area(magnitude)
-    if phase is None:
-        return coarse, None
-    weighted = area(magnitude * torch.stack([torch.cos(phase), torch.sin(phase)], dim=1))
-    norm = torch.linalg.vector_norm(weighted, dim=1, keepdim=True)
-    return coarse, weighted / norm.clamp_min(1e-12)
 
 
 class SbdmPhase:
@@ -175,6 +143,7 @@ class SbdmPhase:
 
         from kspacify.sbdm import phasor_to_phase
         from kspacify.sbdm.conditioning import condition, encode
+        from kspacify.sbdm.grid import diffusion_grid, to_diffusion_grid
 
         magnitude = np.nan_to_num(np.maximum(np.asarray(magnitude, dtype=np.float32), 0.0))
         if magnitude.ndim != 3:

@@ -2,7 +2,7 @@
 
 * Data: complex slices from any `kspacify.datasets` reader (fastMRI k-space, complex NIfTI, complex
   .npy) in a `PairSet`, read at `read_size` (normalized per volume as the readers and `convert` do),
-  then put on the diffusion grid exactly as inference does (`grid_pairs` (`kspacify.phase.sbdm.to_diffusion_grid`: magnitude
+  then put on the diffusion grid exactly as inference does (`grid_pairs` (`kspacify.sbdm.grid.to_diffusion_grid`: magnitude
   area-averaged; target = area average of magnitude x exp(i phase), normalized to a unit phasor), so
   the network sees at training what it sees at sampling. Grid cells with no signal at all (an exactly
   zero background, e.g. of a template) get a uniform random phase drawn once from a seed per slice:
@@ -42,6 +42,7 @@ from kspacify.datasets import PairSet, fingerprint, gen_splits, list_volumes, lo
 from kspacify.errors import DataError, UsageError
 from kspacify.sbdm.checkpoint import save_checkpoint
 from kspacify.sbdm.conditioning import FEATURES, UNKNOWN_FEATURES, condition, encode
+from kspacify.sbdm.grid import to_diffusion_grid
 from kspacify.sbdm.network import ScoreNet, ScoreNetConfig
 from kspacify.sbdm.sde import VESDE, dsm_loss, phasor_sigma_max
 from kspacify.seeding import stream
@@ -83,8 +84,6 @@ class GridPairs:
 def grid_pairs(pairs: PairSet, diffusion_size: int, seed: int = 0, min_signal: float = 0.02) -> GridPairs:
     """Every slice with signal put on the diffusion grid as inference does. Slices whose fraction of
     pixels above 0.1 (normalized) is below `min_signal` are skipped: no phase to learn."""
-    from kspacify.phase.sbdm import to_diffusion_grid
-
     grid = (diffusion_size, diffusion_size)
     mags, phasors, features, skipped = [], [], [], 0
     for index in range(len(pairs)):
