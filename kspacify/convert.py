@@ -22,13 +22,14 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from kspacify import __version__, fastmri_io, memory, phase, sources, termination
+from kspacify import __version__, coils, fastmri_io, memory, phase, sources, termination
 from kspacify.atomic import new_run
+from kspacify.coils import DEFAULT_MODEL as DEFAULT_COIL_MODEL
 from kspacify.errors import VolumeError
 from kspacify.kspace import to_kspace
-from kspacify.seeding import stream
 from kspacify.manifest import Entry, Shard, read_manifest
 from kspacify.preprocess import Preprocessing, normalization_scale, resize, resized_spacing, usable_magnitudes
+from kspacify.seeding import stream
 from kspacify.sources import Found, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
 from kspacify.sources.base import safe_name
 from kspacify.sources.checks import location
@@ -44,6 +45,9 @@ class ConvertConfig:
     device: str = "auto"
     seed: int = 0
     batch_size: int = 16
+    coils: int = 1  # 1: the single-coil file; more: a synthesized array (`kspacify.coils`)
+    coil_model: str = DEFAULT_COIL_MODEL
+    coil_options: dict[str, Any] = field(default_factory=dict)  # as given: `coils.create` types and checks them
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class Outcome:
     reason: str = ""
     seconds: float = 0.0
     notes: tuple[str, ...] = ()  # what was done about odd input (PHI-free), for the user and the file
+    phase: str = ""  # the method that synthesized this volume (what `auto` chose for it)
 
     def json(self, phase_method: str) -> dict[str, Any]:
         info = self.volume.info
@@ -85,7 +90,7 @@ class Outcome:
             "files": len(files),
             "output": str(self.volume.output),
             "slices": info.shape[0],
-            "phase": phase_method,
+            "phase": self.phase or phase_method,
             "skipped_files": self.volume.skipped_nearby,
             **({"reason": self.reason} if self.reason else {}),
             **({"notes": list(self.notes)} if self.notes else {}),
@@ -162,10 +167,12 @@ def plan_manifest(manifest: Path, out: Path, shard: Shard, *, single_file: bool)
 def memory_needed(info: VolumeInfo, config: ConvertConfig) -> int:
     """Bytes converting `info` takes at its peak, estimated: the float32 volume about three times
     over (a reader's decoded copy, the volume, the magnitude check's copy), and one slab of
-    `batch_size` slices at the input and at the output size (magnitude, phase, k-space, FFT work)."""
+    `batch_size` slices at the input and at the output size (magnitude, phase, k-space, FFT work;
+    with coils, each coil's image and k-space too)."""
     slices, rows, cols = info.shape
     batch = min(config.batch_size, slices)
-    return 4 * (3 * slices * rows * cols + 3 * batch * rows * cols + 8 * batch * config.preprocessing.size**2)
+    per_pixel = 8 + 6 * max(config.coils - 1, 0)  # 4-byte words per output pixel of a slab
+    return 4 * (3 * slices * rows * cols + 3 * batch * rows * cols + per_pixel * batch * config.preprocessing.size**2)
 
 
 def _over_budget(info: VolumeInfo, config: ConvertConfig, context: RunContext) -> str | None:
@@ -188,17 +195,23 @@ def _no_stray_output() -> Iterator[None]:
 
 
 def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig, output: Path,
-                 run: str | None = None) -> list[str]:  # fmt: skip
+                 run: str | None = None) -> tuple[str, list[str]]:  # fmt: skip
     """Check the magnitudes, normalize the volume, then slab by slab: resize, synthesize phase,
-    transform, write (under a temporary of `run`). Returns notes on what was changed in the input.
+    transform, write (under a temporary of `run`). Returns the phase method used (`auto` chooses one
+    per volume, by its acquisition) and notes on what was changed in the input.
 
     The scale comes from the whole volume; everything else is per slice, so slabs of `batch_size`
     slices keep memory to one slab beyond the loaded volume. `reconstruction_esc` is the magnitude
-    itself: |ifft2c(kspace)| equals it to float32 rounding, so no inverse FFT is needed.
+    itself: |ifft2c(kspace)| equals it to float32 rounding, so no inverse FFT is needed. With
+    `config.coils` > 1 the coil step (`kspacify.coils`) turns each slab into coil k-space and the
+    RSS target instead.
     """
     info = volume.info
+    if isinstance(synthesizer, phase.AutoPhase):
+        synthesizer, _ = synthesizer.for_acquisition(info.acquisition)
     prep = config.preprocessing
     data, notes = usable_magnitudes(volume.data)
+    volume = Volume(info, data)
     spacing = (info.spacing[1], info.spacing[2])
     scale = normalization_scale(data, prep.percentile)
     pixel_spacing = resized_spacing(data.shape[1:], spacing, prep.size, prep.fit)
@@ -207,15 +220,23 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         (prep.size, prep.size),
         (pixel_spacing * prep.size, pixel_spacing * prep.size, float(info.spacing[0])),
         float(field_strength) if field_strength else None,
+        config.coils,
     )
-    slices = data.shape[0]
-    with fastmri_io.VolumeWriter(output, (slices, prep.size, prep.size), header, run=run) as writer:
+    slices = volume.data.shape[0]
+    array = _coil_step(volume, config, scale, pixel_spacing) if config.coils > 1 else None
+    shape = (slices, prep.size, prep.size) if array is None else (slices, config.coils, prep.size, prep.size)
+    with fastmri_io.VolumeWriter(output, shape, header, run=run) as writer:
         for start in range(0, slices, config.batch_size):
             termination.check()  # SIGTERM, Ctrl-C: abandon the volume here, between two slabs
             magnitude, _ = resize(data[start : start + config.batch_size], spacing, prep.size, prep.fit)
             magnitude *= np.float32(1.0 / scale)
             phases = synthesizer.synthesize(magnitude, stream(config.seed, info.key, start), info.acquisition)
-            writer.write(start, to_kspace(magnitude, phases), magnitude)
+            if array is None:
+                writer.write(start, to_kspace(magnitude, phases), magnitude)
+            else:
+                array.encode(start, magnitude, phases, stream(config.seed, info.key, coils.GEOMETRY_STREAM + 1 + start), writer.write)
+        if array is not None:
+            writer.attrs.update(array.attrs())
         settings = synthesizer.settings()
         writer.attrs.update(
             {
@@ -242,7 +263,23 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         all_notes = [*info.meta.get("notes", []), *notes]
         if all_notes:
             writer.attrs["notes"] = all_notes
-    return notes
+    return synthesizer.name, notes
+
+
+def _coil_step(volume: Volume, config: ConvertConfig, scale: float, pixel_spacing: float) -> coils.VolumeCoils:
+    """The volume's synthesized array: loops placed around its object, drawn from the volume's coil
+    stream, receiver noise scaled from the noise of a few of its middle slices (resized, normalized)."""
+    info, prep = volume.info, config.preprocessing
+    model = coils.create(config.coil_model, config.coils, config.coil_options)
+    b0 = coils.b0_direction(info.acquisition, info.meta.get("plane"))
+    body = coils.body_from_volume(volume.data, info.spacing, scale, b0)
+    slices = volume.data.shape[0]
+    middle = np.unique(np.linspace(0.25 * (slices - 1), 0.75 * (slices - 1), min(slices, 4)).round().astype(int))
+    sample, _ = resize(volume.data[middle], (info.spacing[1], info.spacing[2]), prep.size, prep.fit)
+    sigma = coils.noise_sigma(sample * np.float32(1.0 / scale)) * model.options.noise_scale
+    array = model.draw(body, stream(config.seed, info.key, coils.GEOMETRY_STREAM))
+    positions = coils.slice_positions(slices, float(info.spacing[0]))
+    return coils.VolumeCoils(array, prep.size, pixel_spacing, positions, sigma, model.settings())
 
 
 def load_one(item: PlannedVolume, config: ConvertConfig | None = None, context: RunContext | None = None) -> Volume | Outcome:
@@ -274,7 +311,7 @@ def convert_one(
         return loaded
     try:
         with _no_stray_output():
-            notes = write_volume(loaded, synthesizer, config, item.output, run=context.run)
+            method, notes = write_volume(loaded, synthesizer, config, item.output, run=context.run)
     except (SourceError, VolumeError) as error:
         where = location(item.info)
         reason = str(error) if isinstance(error, SourceError) else f"{where}: {error}"
@@ -284,4 +321,5 @@ def convert_one(
         return Outcome(item, "failed", reason, time.perf_counter() - started)
     except OSError as error:
         return Outcome(item, "failed", f"cannot write {item.output}: {error.strerror or error}", time.perf_counter() - started)
-    return Outcome(item, "written", seconds=time.perf_counter() - started, notes=(*item.info.meta.get("notes", []), *notes))
+    return Outcome(item, "written", seconds=time.perf_counter() - started, phase=method,
+                   notes=(*item.info.meta.get("notes", []), *notes))  # fmt: skip

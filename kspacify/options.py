@@ -7,7 +7,7 @@ one validation (the dataclass's `__post_init__`). A key the schema does not name
 lists the known ones: a typo must never fall back silently to a default. Non-finite numbers are
 refused for every float (no setting of ours means anything at inf or nan).
 
-Supported annotations: bool, int, float, str, pathlib.Path, Literal[...] of strings, tuples of those
+Supported annotations: bool, int, float, str, pathlib.Path, Literal[...] of strings, enums, tuples of those
 (fixed length `tuple[float, float]` or variable `tuple[int, ...]`), and `X | None` (`none` gives
 None). Tuples are written `1.5,3` or as JSON `[1.5, 3]`.
 """
@@ -15,6 +15,7 @@ None). Tuples are written `1.5,3` or as JSON `[1.5, 3]`.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 import types
@@ -70,6 +71,8 @@ def type_name(annotation: Any) -> str:
         if len(args) == 2 and args[1] is Ellipsis:
             return f"{type_name(args[0])},..."
         return ",".join(type_name(a) for a in args)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "|".join(str(m.value) for m in annotation)
     return getattr(annotation, "__name__", str(annotation))
 
 
@@ -99,6 +102,11 @@ def convert_value(value: Any, annotation: Any, name: str) -> Any:
         if len(items) != len(args):
             raise ValueError(f"{name} expects {len(args)} values ({type_name(annotation)}), got {value!r}")
         return tuple(convert_value(item, kind, name) for item, kind in zip(items, args))
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        try:
+            return value if isinstance(value, annotation) else annotation(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{name} must be one of {', '.join(str(m.value) for m in annotation)}, got {value!r}") from None
     if annotation is bool:
         if isinstance(value, bool):
             return value

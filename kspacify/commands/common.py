@@ -9,7 +9,6 @@ import functools
 import os
 import sys
 from enum import IntEnum
-from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, Optional, TypeVar
 
 import typer
@@ -103,4 +102,16 @@ Salt = Annotated[Optional[str], typer.Option(help="Salt for patient pseudonyms (
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Also list each file skipped as not MR image data.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
 PhaseOptions = Annotated[Optional[list[str]], typer.Option("--phase-opt", help="KEY=VALUE setting of the phase method (repeatable; `kspacify methods` lists them).")]
-DataPath = Annotated[Path, typer.Option("--data", help="Directory (or file) of complex MRI: fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy.", show_default=False)]
+CoilOptions = Annotated[Optional[list[str]], typer.Option("--coil-opt", help="KEY=VALUE setting of the coil model (repeatable; `kspacify methods` lists them).")]
+
+AcquisitionOption = Annotated[Optional[list[str]], typer.Option("--acquisition", help="KEY=VALUE of the acquisition of volumes whose files do not say, e.g. family=spin_echo, field_strength_t=3 (repeatable; keys: the fields of kspacify.acquisition.Acquisition).", show_default=False)]
+
+
+def assumed_acquisition(pairs: Optional[list[str]]) -> Any:
+    """The `--acquisition KEY=VALUE` settings as an Acquisition (typed and checked like --phase-opt)."""
+    from kspacify.acquisition import Acquisition
+    from kspacify.options import build_options, parse_pairs
+
+    if not pairs:
+        return None
+    return build_options(Acquisition, parse_pairs(pairs, "--acquisition"), "--acquisition")

@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 
 from kspacify.commands.common import (
-    Device, Exclude, Exit, Include, Inputs, NullSeparated, PhaseOptions, Salt, Verbose, say, stderr_console, stops,
-    usage_error, user_errors,
+    CoilOptions, Device, Exclude, Exit, Include, Inputs, NullSeparated, PhaseOptions, Salt, Verbose, say, stderr_console,
+    stops, usage_error, user_errors,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -50,6 +50,9 @@ def convert(
     sampler: Annotated[Optional[str], typer.Option(help="Diffusion sampler of the sbdm method (default: its fast one).", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(help="Sampler steps of the sbdm method.", show_default=False)] = None,
     phase_opt: PhaseOptions = None,
+    coils: Annotated[int, typer.Option("--coils", help="Receive coils: 1 writes the single-coil file; N > 1 a synthesized N-coil array in fastMRI's multi-coil layout.")] = 1,
+    coil_model: Annotated[Optional[str], typer.Option("--coil-model", help="Coil model for --coils N > 1 (default cylinder; `kspacify methods` lists them).", show_default=False)] = None,
+    coil_opt: CoilOptions = None,
     include: Include = None,
     exclude: Exclude = None,
     null: NullSeparated = False,
@@ -61,25 +64,24 @@ def convert(
     salt: Salt = None,
     verbose: Verbose = False,
 ) -> None:
-    """Convert DICOM/NIfTI magnitude volumes to fastMRI single-coil HDF5 with synthesized phase.
+    """Convert DICOM/NIfTI magnitude volumes to fastMRI HDF5 (single-coil, or --coils N multi-coil) with synthesized phase.
 
     Writes one JSON line per volume on stdout; progress and messages go to stderr.
     Exit codes: 0 all converted, 1 some inputs failed, 2 usage error, 3 nothing convertible found,
     130 interrupted, 141 stdout closed, 143 terminated.
     """
+    arguments = dict(locals())  # exactly the options above, by name
     console = stderr_console()
     with stops(console, LEFT):
-        _convert(console, inputs, out, phase_method, seed, size, fit, percentile, batch_size, workers, manifest, shard,
-                 dask, device, sampler, steps, phase_opt, include, exclude, null, overwrite, dry_run, keep_components,
-                 keep_names, max_memory, salt, verbose)  # fmt: skip
+        _convert(console, **arguments)
 
 
-def _convert(console: Console, inputs: Optional[list[str]], out: Path, phase_method: str, seed: int, size: int, fit: str,
-             percentile: float, batch_size: int, workers: int, manifest: Optional[Path], shard: Optional[str],
+def _convert(console: Console, *, inputs: Optional[list[str]], out: Path, phase_method: str, seed: int, size: int,
+             fit: str, percentile: float, batch_size: int, workers: int, manifest: Optional[Path], shard: Optional[str],
              dask: Optional[str], device: str, sampler: Optional[str], steps: Optional[int], phase_opt: Optional[list[str]],
-             include: Optional[list[str]], exclude: Optional[list[str]], null: bool, overwrite: bool, dry_run: bool,
-             keep_components: bool, keep_names: bool, max_memory: Optional[str], salt: Optional[str],
-             verbose: bool) -> None:  # fmt: skip
+             coils: int, coil_model: Optional[str], coil_opt: Optional[list[str]], include: Optional[list[str]],
+             exclude: Optional[list[str]], null: bool, overwrite: bool, dry_run: bool, keep_components: bool,
+             keep_names: bool, max_memory: Optional[str], salt: Optional[str], verbose: bool) -> None:  # fmt: skip
     from kspacify import convert as pipeline
     from kspacify import executors, phase, termination
     from kspacify.manifest import Shard, read_manifest
@@ -94,9 +96,15 @@ def _convert(console: Console, inputs: Optional[list[str]], out: Path, phase_met
     memory_limit = parse_size(max_memory) if max_memory is not None else None
     options: dict[str, object] = dict(parse_pairs(phase_opt or []))
     options.update({k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None})
-    method, why = phase.resolve(phase_method, device)
+    method, why = phase.resolve(phase_method, device) if phase_method != "auto" else ("auto", "")
     synthesizer = phase.create(method, device=device, **options)  # settings checked before any work
+    if method == "auto":
+        picks = phase.choices(device)
+        default = picks["unknown"]
+        special = [f"{family} -> {name} ({reason})" for family, (name, reason) in picks.items() if name != default[0]]
+        why = f"per volume by its acquisition: {default[0]} ({default[1]})" + (f"; but {'; '.join(special)}" if special else "")
     say(console, f"phase method {method} ({why})")
+    coil_options = _coil_settings(console, coils, coil_model, coil_opt)
 
     single_file = out.suffix.lower() in (".h5", ".hdf5")
     if not single_file and out.exists() and not out.is_dir():
@@ -128,6 +136,7 @@ def _convert(console: Console, inputs: Optional[list[str]], out: Path, phase_met
 
     config = pipeline.ConvertConfig(
         preprocessing=preprocessing, phase=method, phase_options=options, device=device, seed=seed, batch_size=batch_size,
+        coils=coils, coil_model=coil_model or pipeline.ConvertConfig.coil_model, coil_options=coil_options,
     )  # fmt: skip
     with _progress(console, sum(v.info.shape[0] for v in volumes)) as advance:
         outcomes = executors.run(
@@ -155,6 +164,23 @@ def _report_notes(console: Console, outcome: Outcome) -> None:
 
     for note in outcome.notes:
         say(console, f"note: {location(outcome.volume.info)}: {note}")
+
+
+def _coil_settings(console: Console, count: int, model: Optional[str], pairs: Optional[list[str]]) -> dict[str, str]:
+    """--coil-opt as a dict, the model and count checked before any work (a usage error otherwise)."""
+    from kspacify import coils
+    from kspacify.options import parse_pairs
+
+    if count < 1:
+        raise usage_error(console, f"--coils must be at least 1, got {count}")
+    options = parse_pairs(pairs or [], "--coil-opt")
+    if count == 1:
+        if model is not None or options:
+            raise usage_error(console, "--coil-model and --coil-opt need --coils 2 or more")
+        return {}
+    chosen = coils.create(model or coils.DEFAULT_MODEL, count, options)
+    say(console, f"coils: {count}, {chosen.name} model")
+    return options
 
 
 def _scan_inputs(console: Console, inputs: list[str], out: Path, null: bool, include: Optional[list[str]],

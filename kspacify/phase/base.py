@@ -10,8 +10,6 @@ usable for the volume's acquisition), not a special case in the CLI.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
@@ -20,6 +18,7 @@ import numpy as np
 from kspacify.acquisition import UNKNOWN, Acquisition
 from kspacify.errors import UsageError
 from kspacify.options import OptionInfo, build_options, describe
+from kspacify.plugins import discover
 
 
 class PhaseSynthesizer(Protocol):
@@ -75,17 +74,7 @@ def registry() -> dict[str, MethodSpec]:
     """All phase methods by name, discovered once from the modules of this package."""
     global _registry
     if _registry is None:
-        import kspacify.phase as package
-
-        found: dict[str, MethodSpec] = {}
-        for module_info in pkgutil.iter_modules(package.__path__):
-            if module_info.name in _NOT_METHODS or module_info.name.startswith("_"):
-                continue
-            module = importlib.import_module(f"{package.__name__}.{module_info.name}")
-            spec = getattr(module, "METHOD", None)
-            if isinstance(spec, MethodSpec):
-                found[spec.name] = spec
-        _registry = dict(sorted(found.items()))
+        _registry = discover("kspacify.phase", "METHOD", MethodSpec, frozenset(_NOT_METHODS))
     return _registry
 
 
@@ -122,6 +111,39 @@ def resolve(name: str, device: str, acquisition: Acquisition = UNKNOWN) -> tuple
     raise UnknownMethodError("no phase method is usable: " + "; ".join(passed_over))
 
 
+class AutoPhase:
+    """`--phase auto` as a synthesizer: each volume gets the best method usable for its acquisition
+    (`resolve`), built once per method. `for_acquisition` says which one a volume gets, and why."""
+
+    name = "auto"
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = device
+        self._chosen: dict[Acquisition, tuple[PhaseSynthesizer, str]] = {}
+        self._built: dict[str, PhaseSynthesizer] = {}
+
+    def for_acquisition(self, acquisition: Acquisition) -> tuple[PhaseSynthesizer, str]:
+        if acquisition not in self._chosen:
+            name, why = resolve("auto", self.device, acquisition)
+            if name not in self._built:
+                self._built[name] = create(name, device=self.device)
+            self._chosen[acquisition] = (self._built[name], why)
+        return self._chosen[acquisition]
+
+    def settings(self) -> dict[str, Any]:
+        return {"rule": "per volume: the best method usable for its acquisition (kspacify.phase.resolve)"}
+
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator, acquisition: Acquisition = UNKNOWN) -> np.ndarray:
+        return self.for_acquisition(acquisition)[0].synthesize(magnitude, rng, acquisition)
+
+
+def choices(device: str) -> dict[str, tuple[str, str]]:
+    """What `auto` picks on `device` for a volume of each sequence family (family -> (method, why))."""
+    from kspacify.acquisition import Family
+
+    return {family.value: resolve("auto", device, Acquisition(family=family)) for family in Family}
+
+
 def parse(name: str, options: Mapping[str, Any] | None = None) -> Any:
     """The typed options of method `name` from `options` (text from the CLI, or Python values);
     an OptionError (a usage error) names a key the method does not know, or a bad value."""
@@ -129,7 +151,12 @@ def parse(name: str, options: Mapping[str, Any] | None = None) -> Any:
 
 
 def create(name: str, *, device: str = "auto", **options: Any) -> PhaseSynthesizer:
-    """Build the synthesizer registered as `name` (not `auto`: call `resolve` first) on `device`."""
+    """Build the synthesizer registered as `name` on `device`; `auto` chooses per volume (no options)."""
+    if name == "auto":
+        if options:
+            raise UsageError(f"--phase auto takes no phase options ({', '.join(sorted(options))}): choose the method "
+                             "with --phase NAME to set its options")  # fmt: skip
+        return AutoPhase(device)
     spec = _spec(name)
     return spec.build(parse(name, options), device)
 

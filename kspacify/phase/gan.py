@@ -1,10 +1,10 @@
 """`gan`: phase from the pix2pix GAN (kspacify.gan), one generator evaluation per slice.
 
-The fast learned fallback for machines without a GPU: `auto` takes it after `sbdm` (which needs a
-GPU) and before `physics`, whenever its checkpoint is found. The checkpoint `gan-<preset>.safetensors`
-(+ `.json` model card, sha256-checked on load) is looked for where the SBDM's is
-(`kspacify.weights.weights_dirs`: $KSPACIFY_WEIGHTS, then the package's and the checkout's
-`weights/`); `checkpoint=PATH` overrides.
+The fast learned method: `auto` considers it after `sbdm` and before `physics`, for the sequence
+families where its card shows it more realistic than `physics`. The checkpoint
+`gan-<preset>.safetensors` (+ `.json` model card, sha256-checked on load) is looked for where the
+SBDM's is (`kspacify.weights.weights_dirs`: $KSPACIFY_WEIGHTS, then the package's
+`kspacify/weights/`); `checkpoint=PATH` overrides.
 
 The generator was trained on 256x256 slices (the card's `data.size`); other sizes are
 area-resampled to it and the unit phasor is bilinearly resampled back (wrap-safe), then phase =
@@ -147,14 +147,14 @@ def usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
     and its card shows it more realistic than `physics` (`weights.realism_gate`)."""
     path = find_checkpoint()
     if path is None:
-        return False, f"no checkpoint in weights/ (gan-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
-    good, why = weights.realism_gate(path, "gan")
+        return False, f"no checkpoint in kspacify/weights/ (gan-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
+    good, why = weights.realism_gate(path, "gan", acquisition.family.value)
     return (True, f"checkpoint {path.name} (one network evaluation per slice): {why}") if good else (False, why)
 
 
 METHOD = MethodSpec(
     name="gan",
-    summary="pix2pix conditional GAN (learned; one network evaluation per slice; checkpoint in weights/)",
+    summary="pix2pix conditional GAN (learned; one network evaluation per slice; checkpoint in kspacify/weights/)",
     options=GanOptions,
     build=lambda options, device: GanPhase(options, device),
     auto_rank=30,

@@ -1,8 +1,8 @@
 """`sbdm`: phase drawn by the conditional score-based diffusion model (kspacify.sbdm).
 
 The checkpoint `sbdm-<preset>.safetensors` (+ its `.json` model card) is looked for in
-$KSPACIFY_WEIGHTS, then `weights/` inside the installed package, then `weights/` beside the package
-(a source checkout); `checkpoint=PATH` overrides. Its sha256 is checked against the card on load.
+$KSPACIFY_WEIGHTS, then the package's `kspacify/weights/`; `checkpoint=PATH` overrides. Its sha256 is
+checked against the card on load.
 
 Low-resolution diffusion. The network diffuses at its trained size, `config.image_size` of the
 checkpoint (the "diffusion size"); a larger slice is area-averaged down to that grid, the sampled
@@ -21,7 +21,7 @@ method uses; `physics.with_measurement_noise` applies it), n1, n2 ~ N(0, 1) from
 generator: background pixels get uniform phase drawn directly rather than a blurred, upsampled
 imitation of it.
 
-Training at a low resolution must build its pairs the way `to_diffusion_grid` does (magnitude
+Training at a low resolution must build its pairs the way `sbdm.grid.to_diffusion_grid` does (magnitude
 area-averaged; target phasor = area average of magnitude x exp(i phase), normalized to unit length,
 so tissue rather than background noise sets the coarse phase).
 """
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,9 +39,6 @@ from kspacify.acquisition import UNKNOWN, Acquisition
 from kspacify.errors import OptionError
 from kspacify.phase.base import MethodSpec, wrap
 from kspacify.phase.physics import with_measurement_noise
-
-if TYPE_CHECKING:
-    import torch
 
 DEFAULT_PRESET = "small"
 DEFAULT_SAMPLER = "dpm2m"
@@ -75,35 +72,6 @@ class SbdmOptions:
 def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
     """The bundled or user checkpoint `sbdm-<preset>.safetensors`, or None."""
     return weights.find_weights(f"sbdm-{preset}")
-
-
-def diffusion_grid(height: int, width: int, size: int, multiple: int) -> tuple[int, int]:
-    """The grid a (height, width) slice is diffused on: the longer side becomes `size`, the other
-    keeps the aspect ratio, rounded to a multiple the network accepts."""
-    if height == width:
-        return size, size
-    scale = size / max(height, width)
-    return tuple(max(multiple, round(n * scale / multiple) * multiple) for n in (height, width))  # type: ignore[return-value]
-
-
-def to_diffusion_grid(
-    magnitude: torch.Tensor, grid: tuple[int, int], phase: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Magnitude (B, 1, H, W) -> (B, 1, *grid) by area averaging; with `phase` (B, H, W) also the
-    target unit phasor (B, 2, *grid): the area average of magnitude x exp(i phase), normalized
-    (the pair a low-resolution model is trained on)."""
-    import torch
-    import torch.nn.functional as F
-
-    def area(x: torch.Tensor) -> torch.Tensor:
-        return x if tuple(x.shape[-2:]) == tuple(grid) else F.interpolate(x, size=grid, mode="area")
-
-    coarse = area(magnitude)
-    if phase is None:
-        return coarse, None
-    weighted = area(magnitude * torch.stack([torch.cos(phase), torch.sin(phase)], dim=1))
-    norm = torch.linalg.vector_norm(weighted, dim=1, keepdim=True)
-    return coarse, weighted / norm.clamp_min(1e-12)
 
 
 class SbdmPhase:
@@ -174,15 +142,19 @@ class SbdmPhase:
         import torch.nn.functional as F
 
         from kspacify.sbdm import phasor_to_phase
+        from kspacify.sbdm.conditioning import condition, encode
+        from kspacify.sbdm.grid import diffusion_grid, to_diffusion_grid
 
         magnitude = np.nan_to_num(np.maximum(np.asarray(magnitude, dtype=np.float32), 0.0))
         if magnitude.ndim != 3:
             raise ValueError(f"sbdm phase: magnitude must be (batch, H, W), got shape {magnitude.shape}")
-        _, height, width = magnitude.shape
+        batch, height, width = magnitude.shape
         grid = diffusion_grid(height, width, self.config.image_size, self.config.min_multiple)
         generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**63 - 1)))
         full = torch.from_numpy(magnitude)[:, None].to(self.device)
         coarse, _ = to_diffusion_grid(full, grid)
+        features = torch.from_numpy(encode(acquisition)).to(self.device).expand(batch, -1)
+        coarse = condition(coarse, features, self.config.cond_channels)
         if self.channels_last:
             coarse = coarse.contiguous(memory_format=torch.channels_last)
         phasor = self.sampler.sample(
@@ -198,26 +170,30 @@ class SbdmPhase:
 
 
 def usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
-    """For `auto`: a checkpoint must be found (checked without importing torch), a GPU present, and
-    the checkpoint's card must show it more realistic than `physics` (`weights.realism_gate`)."""
+    """For `auto`: a checkpoint must be found (checked without importing torch), a GPU present or
+    the card's measured CPU speed acceptable (`weights.cpu_speed_gate`), and the card must show it
+    more realistic than `physics` on volumes of this acquisition's family (`weights.realism_gate`)."""
     path = find_checkpoint()
     if path is None:
-        return False, f"no checkpoint in weights/ (sbdm-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
+        return False, f"no checkpoint in kspacify/weights/ (sbdm-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
     from kspacify.device import is_accelerator, resolve_device
 
     try:
         resolved = resolve_device(device)
     except ValueError as error:
         return False, str(error)
+    speed = ""
     if not is_accelerator(resolved):
-        return False, "no GPU: SBDM on CPU is slow; use --phase sbdm to force it"
-    good, why = weights.realism_gate(path, "sbdm")
-    return (True, f"checkpoint {path.name} on {resolved}: {why}") if good else (False, why)
+        fast, speed = weights.cpu_speed_gate(path, "sbdm")
+        if not fast:
+            return False, speed
+    good, why = weights.realism_gate(path, "sbdm", acquisition.family.value)
+    return (True, f"checkpoint {path.name} on {resolved}{f' ({speed})' if speed else ''}: {why}") if good else (False, why)
 
 
 METHOD = MethodSpec(
     name="sbdm",
-    summary="conditional score-based diffusion model (learned; checkpoint in weights/)",
+    summary="conditional score-based diffusion model (learned; checkpoint in kspacify/weights/)",
     options=SbdmOptions,
     build=lambda options, device: SbdmPhase(options, device),
     auto_rank=10,

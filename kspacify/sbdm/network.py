@@ -45,6 +45,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from kspacify.errors import UsageError
 
 __all__ = [

@@ -43,8 +43,8 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-from kspacify.sbdm.sde import VESDE, ScoreModel
 from kspacify.errors import UsageError
+from kspacify.sbdm.sde import VESDE, ScoreModel
 
 __all__ = ["SAMPLERS", "DPMSolver2MSampler", "HeunSampler", "PCSampler", "Sampler", "karras_sigmas", "make_sampler"]
 

@@ -56,6 +56,7 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from kspacify.errors import UsageError
 from kspacify.training.checkpoint import (
     PairError,
     deep_merge,
@@ -67,7 +68,6 @@ from kspacify.training.checkpoint import (
 )
 from kspacify.training.distributed import World, pick_device
 from kspacify.training.ema import EMA
-from kspacify.errors import UsageError
 
 __all__ = ["LoopConfig", "Part", "ResumeError", "StepContext", "TrainResult", "TrainTask", "fit", "linear_warmup"]
 
