@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kspacify import phase  # noqa: E402
-from kspacify.preprocess import Preprocessing, preprocess  # noqa: E402
+from kspacify.preprocess import Prepared, Preprocessing  # noqa: E402
 from kspacify.realism.features import (  # noqa: E402
     DEFAULT_WEIGHTS,
     NOISE_DECADES,
@@ -76,7 +76,7 @@ def load_magnitudes(path: Path) -> np.ndarray:
         data = np.ascontiguousarray(np.moveaxis(array, 2, 0))
         zooms = image.header.get_zooms()
         spacing = (float(zooms[0]), float(zooms[1]))
-    magnitude, _, _ = preprocess(np.nan_to_num(np.abs(data)), spacing, Preprocessing())
+    magnitude = Prepared(np.nan_to_num(np.abs(data)), spacing, Preprocessing()).slab()
     mask, _ = object_mask(magnitude)
     return magnitude[mask.mean(axis=(1, 2)) > 0.02]  # slices with some object
 

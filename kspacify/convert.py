@@ -28,7 +28,7 @@ from kspacify.coils import DEFAULT_MODEL as DEFAULT_COIL_MODEL
 from kspacify.errors import VolumeError
 from kspacify.kspace import to_kspace
 from kspacify.manifest import Entry, Shard, read_manifest
-from kspacify.preprocess import Preprocessing, normalization_scale, resize, resized_spacing, usable_magnitudes
+from kspacify.preprocess import Prepared, Preprocessing, usable_magnitudes
 from kspacify.seeding import stream
 from kspacify.sources import Found, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
 from kspacify.sources.base import safe_name
@@ -212,9 +212,8 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
     prep = config.preprocessing
     data, notes = usable_magnitudes(volume.data)
     volume = Volume(info, data)
-    spacing = (info.spacing[1], info.spacing[2])
-    scale = normalization_scale(data, prep.percentile)
-    pixel_spacing = resized_spacing(data.shape[1:], spacing, prep.size, prep.fit)
+    prepared = Prepared(data, (info.spacing[1], info.spacing[2]), prep)
+    scale, pixel_spacing = prepared.scale, prepared.pixel_spacing
     field_strength = info.meta.get("magnetic_field_strength")
     header = fastmri_io.ismrmrd_header(
         (prep.size, prep.size),
@@ -223,13 +222,12 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         config.coils,
     )
     slices = volume.data.shape[0]
-    array = _coil_step(volume, config, scale, pixel_spacing) if config.coils > 1 else None
+    array = _coil_step(volume, config, prepared) if config.coils > 1 else None
     shape = (slices, prep.size, prep.size) if array is None else (slices, config.coils, prep.size, prep.size)
     with fastmri_io.VolumeWriter(output, shape, header, run=run) as writer:
         for start in range(0, slices, config.batch_size):
             termination.check()  # SIGTERM, Ctrl-C: abandon the volume here, between two slabs
-            magnitude, _ = resize(data[start : start + config.batch_size], spacing, prep.size, prep.fit)
-            magnitude *= np.float32(1.0 / scale)
+            magnitude = prepared.slab(start, start + config.batch_size)
             phases = synthesizer.synthesize(magnitude, stream(config.seed, info.key, start), info.acquisition)
             if array is None:
                 writer.write(start, to_kspace(magnitude, phases), magnitude)
@@ -266,20 +264,19 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
     return synthesizer.name, notes
 
 
-def _coil_step(volume: Volume, config: ConvertConfig, scale: float, pixel_spacing: float) -> coils.VolumeCoils:
+def _coil_step(volume: Volume, config: ConvertConfig, prepared: Prepared) -> coils.VolumeCoils:
     """The volume's synthesized array: loops placed around its object, drawn from the volume's coil
     stream, receiver noise scaled from the noise of a few of its middle slices (resized, normalized)."""
     info, prep = volume.info, config.preprocessing
     model = coils.create(config.coil_model, config.coils, config.coil_options)
     b0 = coils.b0_direction(info.acquisition, info.meta.get("plane"))
-    body = coils.body_from_volume(volume.data, info.spacing, scale, b0)
+    body = coils.body_from_volume(volume.data, info.spacing, prepared.scale, b0)
     slices = volume.data.shape[0]
     middle = np.unique(np.linspace(0.25 * (slices - 1), 0.75 * (slices - 1), min(slices, 4)).round().astype(int))
-    sample, _ = resize(volume.data[middle], (info.spacing[1], info.spacing[2]), prep.size, prep.fit)
-    sigma = coils.noise_sigma(sample * np.float32(1.0 / scale)) * model.options.noise_scale
+    sigma = coils.noise_sigma(prepared.slab(index=middle)) * model.options.noise_scale
     array = model.draw(body, stream(config.seed, info.key, coils.GEOMETRY_STREAM))
     positions = coils.slice_positions(slices, float(info.spacing[0]))
-    return coils.VolumeCoils(array, prep.size, pixel_spacing, positions, sigma, model.settings())
+    return coils.VolumeCoils(array, prep.size, prepared.pixel_spacing, positions, sigma, model.settings())
 
 
 def load_one(item: PlannedVolume, config: ConvertConfig | None = None, context: RunContext | None = None) -> Volume | Outcome:

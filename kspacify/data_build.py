@@ -46,7 +46,7 @@ from threadpoolctl import threadpool_limits
 from kspacify import __version__, phase, sources
 from kspacify.atomic import atomic_path, write_json
 from kspacify.datasets import NORMALIZATION_PERCENTILE
-from kspacify.preprocess import Preprocessing, normalization_scale, resize
+from kspacify.preprocess import Prepared, Preprocessing, normalization_scale
 from kspacify.seeding import stream
 from kspacify.sources import Found, Pseudonymizer, Skipped, SourceError, VolumeInfo
 
@@ -403,8 +403,8 @@ def magnitudes(
         if min(height, width) < config.min_size:
             per_plane[plane.axis] = {"slices": 0, "reason": f"in-plane {height}x{width} < --min-size {config.min_size}"}
             continue
-        resized, pixel = resize(np.ascontiguousarray(plane.stack), plane.spacing, prep.size, prep.fit)
-        resized *= np.float32(1.0 / scale)
+        prepared = Prepared(np.ascontiguousarray(plane.stack), plane.spacing, prep, scale)
+        resized, pixel = prepared.slab(), prepared.pixel_spacing
         keep = np.flatnonzero(tissue_fraction(resized) >= config.min_tissue)
         kept.append(resized[keep])
         origins.extend({"axis": plane.axis, "index": int(i)} for i in keep)

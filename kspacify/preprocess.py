@@ -13,7 +13,7 @@ pixels, the usual rule) before cubic interpolation; negative overshoot is clippe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -136,8 +136,29 @@ def _centre(n: int, size: int) -> tuple[slice, slice]:
     return slice(0, n), slice(start, start + n)
 
 
-def preprocess(volume: np.ndarray, spacing: tuple[float, float], config: Preprocessing) -> tuple[np.ndarray, float, float]:
-    """Normalized, resized magnitudes (S, size, size) float32, the normalization scale, the new spacing."""
-    scale = normalization_scale(volume, config.percentile)
-    resized, pixel_spacing = resize(volume, spacing, config.size, config.fit)
-    return resized * np.float32(1.0 / scale), scale, pixel_spacing
+@dataclass(frozen=True)
+class Prepared:
+    """A volume (S, H, W) ready to be preprocessed slab by slab: the scale comes from the whole volume
+    (or is given, as `data build` gives one scale to several planes of one volume), so slabs of it are
+    exactly the slices of preprocessing it whole. `convert` and `data build` both go through this."""
+
+    volume: np.ndarray
+    spacing: tuple[float, float]
+    config: Preprocessing
+    scale: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        if not self.scale:
+            object.__setattr__(self, "scale", normalization_scale(self.volume, self.config.percentile))
+
+    @property
+    def pixel_spacing(self) -> float:
+        """The (square) output pixel spacing in mm."""
+        return resized_spacing(self.volume.shape[1:], self.spacing, self.config.size, self.config.fit)
+
+    def slab(self, start: int = 0, stop: int | None = None, index: np.ndarray | None = None) -> np.ndarray:
+        """Normalized, resized magnitudes (n, size, size) float32 of slices start..stop (or `index`)."""
+        part = self.volume[start:stop] if index is None else self.volume[index]
+        resized, _ = resize(part, self.spacing, self.config.size, self.config.fit)
+        resized *= np.float32(1.0 / self.scale)
+        return resized

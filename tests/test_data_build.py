@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from kspacify import data_build, sources
 from kspacify.commands import data as data_command
 from kspacify.datasets import iter_slices
-from kspacify.preprocess import Preprocessing, preprocess
+from kspacify.preprocess import Prepared, Preprocessing
 
 SIZE = 32
 CONFIG = data_build.BuildConfig(draws=3, seed=5, preprocessing=Preprocessing(size=SIZE), min_size=8)
@@ -74,7 +74,7 @@ def test_output_is_read_by_the_dataset_readers_with_the_preprocessed_magnitude(b
 
     # the native plane equals convert's preprocessing of the input, kept slices only, rescaled once
     (info,) = [i for i in sources.scan(sources.discover([str(inputs / "iso.nii.gz")]), sources.Pseudonymizer(b"t"))]
-    expected, _, _ = preprocess(sources.load(info).data, info.spacing[1:], Preprocessing(size=SIZE))
+    expected = Prepared(sources.load(info).data, info.spacing[1:], Preprocessing(size=SIZE)).slab()
     origins = sidecar["slice_origins"]
     native = [o["index"] for o in origins if o["axis"] == "slice"]
     for draw in range(3):

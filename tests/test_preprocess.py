@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kspacify.preprocess import Preprocessing, fitted_shape, normalization_scale, preprocess, resize
+from kspacify.preprocess import Prepared, Preprocessing, fitted_shape, normalization_scale, resize
 
 
 def test_normalization_is_one_scale_per_volume_and_robust_to_hot_pixels():
@@ -9,7 +9,8 @@ def test_normalization_is_one_scale_per_volume_and_robust_to_hot_pixels():
     volume = rng.uniform(0, 100, size=(4, 64, 64)).astype(np.float32)
     volume[1] *= 0.5  # a darker slice must stay darker
     volume[0, 0, 0] = 1e6  # one hot pixel
-    magnitude, scale, _ = preprocess(volume, (1.0, 1.0), Preprocessing(size=64))
+    prepared = Prepared(volume, (1.0, 1.0), Preprocessing(size=64))
+    magnitude, scale = prepared.slab(), prepared.scale
     assert scale < 200  # the hot pixel did not set the scale
     assert magnitude[1].mean() == pytest.approx(0.5 * magnitude[2].mean(), rel=0.05)
     assert np.percentile(magnitude, 99.5) == pytest.approx(1.0, rel=0.02)
@@ -48,7 +49,8 @@ def test_downsampling_is_anti_aliased():
 def test_same_size_input_is_untouched_apart_from_scale():
     rng = np.random.default_rng(1)
     volume = rng.uniform(0, 10, size=(2, 256, 256)).astype(np.float32)
-    magnitude, scale, spacing = preprocess(volume, (0.8, 0.8), Preprocessing())
+    prepared = Prepared(volume, (0.8, 0.8), Preprocessing())
+    magnitude, scale, spacing = prepared.slab(), prepared.scale, prepared.pixel_spacing
     np.testing.assert_allclose(magnitude * scale, volume, rtol=1e-5)
     assert spacing == pytest.approx(0.8)
 

@@ -16,7 +16,6 @@ reads through its own transform. One split policy (`splits.volume_splits`: by su
 from kspacify.datasets.base import (
     NORMALIZATION_PERCENTILE,
     ComplexSlice,
-    Skipped,
     VolumeRef,
     fingerprint,
     normalization_scale,
@@ -46,6 +45,7 @@ from kspacify.datasets.splits import (
     volume_splits,
 )
 from kspacify.errors import DataError
+from kspacify.sources.base import Skipped
 
 __all__ = [
     "GEN_NAMES",

@@ -174,12 +174,3 @@ def make_slices(
         )
         for i, index in enumerate(indices)
     ]
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A file scanning did not turn into a volume, and why (`failed`: a fault, not just not-for-us)."""
-
-    path: str
-    reason: str
-    failed: bool = False

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 from kspacify.datasets import fastmri, nifti, npy
-from kspacify.datasets.base import ComplexSlice, Skipped, VolumeRef, log
+from kspacify.datasets.base import ComplexSlice, VolumeRef, log
 from kspacify.errors import DataError
+from kspacify.sources.base import Skipped
 
 _READERS = {
     fastmri.READER: fastmri.read,

@@ -49,9 +49,9 @@ import numpy as np
 
 from kspacify.acquisition import from_header_fields
 from kspacify.datasets.base import ComplexSlice, VolumeRef, make_slices
-from kspacify.phase.base import wrap
 from kspacify.datasets.resize import to_square_size
 from kspacify.errors import DataError
+from kspacify.phase.base import wrap
 
 READER_COMPLEX = "nifti-complex"
 READER_PAIR = "nifti-pair"
