@@ -1,0 +1,342 @@
+"""Reading one DICOM file's header: the elements the scan needs, decoded once, and where its pixels are.
+
+The scan reads headers only (`stop_before_pixels`), and only the elements in `SCAN_TAGS`: pydicom
+steps over the rest without decoding them. What it reads is checked against the file's size, so a
+cut file is reported as truncated instead of failing later at load time, and for uncompressed
+little-endian files the offset of the pixel values is kept (`NativePixels`) so loading needs one
+`numpy.fromfile`, not a second parse. Value helpers (`as_float`, `as_vector`, ...) turn whatever a
+file holds into a number or None, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import struct
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import RawDataElement
+from pydicom.errors import InvalidDicomError
+from pydicom.hooks import hooks as pydicom_hooks
+from pydicom.hooks import raw_element_value, raw_element_vr
+from pydicom.tag import Tag
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.valuerep import AMBIGUOUS_VR
+from pydicom.values import convert_value
+
+from ..base import NativePixels
+
+__all__ = [
+    "FileSkip", "Header", "KEYWORDS", "PIXEL_MODULE", "SCAN_TAGS", "as_float", "as_int", "as_strings", "as_vector",
+    "degenerate", "get", "header_of", "native_pixels", "quiet", "read_header", "rounded",
+]
+
+# Header elements scan needs; everything else is skipped without being decoded. As tags: dcmread
+# would look names up on every call.
+SCAN_TAGS = [Tag(t) for t in (
+    "SpecificCharacterSet", "ImageType", "SOPClassUID", "SOPInstanceUID", "Modality", "Manufacturer",
+    "SeriesDescription", "ProtocolName", "PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+    "SeriesNumber", "AcquisitionNumber", "InstanceNumber", "ImagePositionPatient",
+    "ImageOrientationPatient", "TemporalPositionIdentifier", "SliceThickness", "SpacingBetweenSlices",
+    "RepetitionTime", "EchoTime", "InversionTime", "EchoNumbers", "MagneticFieldStrength", "FlipAngle",
+    "TriggerTime", "MRAcquisitionType", "DiffusionBValue", "DiffusionGradientOrientation",
+    "ComplexImageComponent", "SamplesPerPixel", "PhotometricInterpretation", "NumberOfFrames", "Rows",
+    "Columns", "PixelSpacing", "BitsAllocated", "BitsStored", "PixelRepresentation", "RescaleSlope",
+    "RescaleIntercept", "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+    0x00430010, 0x0043102F,  # GE private creator and image type (0 magnitude, 1 phase, 2 real, 3 imaginary)
+    0x00190010, 0x0019100A,  # Siemens private creator and NumberOfImagesInMosaic
+    0x00290010, 0x00291010,  # Siemens private creator and CSA image header (mosaic tile count, slice normal)
+)]
+KEYWORDS = {tag: keyword_for_tag(tag) or int(tag) for tag in SCAN_TAGS}  # Header keys; private: the tag
+# Public tags whose raw elements `Header` may decode itself, with their dictionary VR: not for a
+# sequence or an ambiguous VR (`ds[tag]` post-processes those), nor Specific Character Set (which
+# is decoded with another charset)
+_PLAIN_VR = {tag: dictionary_VR(tag) for tag in SCAN_TAGS if not tag.is_private and tag != 0x00080005
+             and dictionary_VR(tag) != "SQ" and dictionary_VR(tag) not in AMBIGUOUS_VR}
+PIXEL_MODULE = ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation", "SamplesPerPixel")
+
+
+class FileSkip(Exception):
+    """A file the scan does not use: `reason` says why; `failed` when it is a fault (damaged file)."""
+
+    def __init__(self, reason: str, failed: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.failed = failed
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence pydicom's warnings and log records about odd-but-readable files, and skip its value
+    validation while reading (it only warns, and costs ~15% of a header read)."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    validation = pydicom.config.settings.reading_validation_mode
+    logger.setLevel(logging.CRITICAL + 1)
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+        pydicom.config.settings.reading_validation_mode = validation
+
+
+def get(ds: Any, keyword: str) -> Any:
+    """Element value or None; a malformed value reads as None instead of raising."""
+    if ds is None:
+        return None
+    try:
+        return ds.get(keyword)
+    except Exception:
+        return None
+
+
+class Header(dict):
+    """The top-level element values a scan read (`SCAN_TAGS`), by keyword (private ones by tag),
+    each decoded once, with the dataset as `.ds` and its `.file_meta`. A value that fails to decode
+    is left out, so it reads as None, as with `get`. (Going through `ds.get(keyword)` for every
+    use was most of the header pass.)"""
+
+    def __init__(self, ds: Any):
+        super().__init__()
+        self.ds = ds
+        self.file_meta = getattr(ds, "file_meta", None)
+        charset = ds.original_character_set if _default_decoding() else None
+        for tag in ds.keys():
+            try:
+                self[KEYWORDS.get(tag, tag)] = _element_value(ds, tag, charset)
+            except Exception:
+                continue
+
+
+def _default_decoding() -> bool:
+    """pydicom turns raw elements into values with its stock hooks (no callbacks configured)."""
+    return (pydicom_hooks.raw_element_vr is raw_element_vr and pydicom_hooks.raw_element_value is raw_element_value
+            and not pydicom_hooks.raw_element_kwargs and not pydicom.config.data_element_callback)
+
+
+def _element_value(ds: Any, tag: Any, charset: Any) -> Any:
+    """`ds[tag].value`. A plain element (`_PLAIN_VR`) of a dataset read from a file (`charset`: its
+    character set, given only when pydicom decodes as stock) is decoded with the one call `ds[tag]`
+    would end in, skipping the dataset's bookkeeping, which cost more than the decoding."""
+    raw = ds.get_item(tag)
+    vr = _PLAIN_VR.get(tag)
+    if charset and vr and isinstance(raw, RawDataElement) and raw.VR in (None, vr):
+        try:
+            return convert_value(vr, raw, charset)
+        except Exception:
+            pass  # the full path decides: a VR 'UN' fallback, or the same error
+    return ds[tag].value
+
+
+# ------------------------------------------------------------------------------- value helpers
+
+
+def _values(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, int, float)):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        return [value]
+
+
+def as_float(value: Any) -> float | None:
+    """The first value as a finite float, else None."""
+    vals = _values(value)
+    if not vals:
+        return None
+    try:
+        out = float(vals[0])
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def as_int(value: Any) -> int | None:
+    """The first value rounded to an int, else None."""
+    f = as_float(value)
+    return int(round(f)) if f is not None else None
+
+
+def as_vector(value: Any, n: int) -> tuple[float, ...] | None:
+    """Exactly `n` finite floats, else None."""
+    vals = _values(value)
+    if len(vals) != n:
+        return None
+    try:
+        out = tuple(float(v) for v in vals)
+    except (TypeError, ValueError):
+        return None
+    return out if all(math.isfinite(v) for v in out) else None
+
+
+def as_strings(value: Any) -> tuple[str, ...]:
+    """Non-empty values, stripped and upper-cased (ImageType tokens)."""
+    return tuple(str(v).strip().upper() for v in _values(value) if str(v).strip())
+
+
+def rounded(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+@lru_cache(maxsize=1024)
+def degenerate(iop: tuple[float, ...]) -> bool:
+    """Row and column cosines (nearly) parallel; cached, as all slices of a stack share them."""
+    return bool(np.linalg.norm(np.cross(iop[:3], iop[3:])) < 1e-3)
+
+
+# ----------------------------------------------------------------------------------- the read
+
+
+def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
+    """Header-only read (call it under `quiet()`); returns (header, has_pixel_data, where native
+    pixel values are, if they are). Raises FileSkip for bad files."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            try:
+                ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=SCAN_TAGS)
+            except InvalidDicomError:
+                fh.seek(0)
+                head = fh.read(4)
+                # old ACR-NEMA style files: no preamble, start with a group 0x0008 element
+                if len(head) < 4 or head[:2] not in (b"\x08\x00", b"\x02\x00"):
+                    raise FileSkip("not a DICOM file (no 'DICM' marker)", failed=True) from None
+                fh.seek(0)
+                ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=SCAN_TAGS, force=True)
+            pos = fh.tell()
+            tail = fh.read(12)
+            encapsulated_ok = _encapsulated_complete(fh, pos, tail, size, ds)
+    except FileSkip:
+        raise
+    except OSError as exc:
+        raise FileSkip(f"unreadable: {exc.strerror or exc}", failed=True) from None
+    except Exception as exc:  # pydicom raises many kinds of errors for damaged files
+        raise FileSkip(f"damaged or truncated DICOM header ({type(exc).__name__})", failed=True) from None
+
+    meta = getattr(ds, "file_meta", None)
+    ts = get(meta, "TransferSyntaxUID") if meta is not None else None
+    if ts == DeflatedExplicitVRLittleEndian:
+        # offsets refer to the inflated stream; fall back to a full read with large values deferred
+        try:
+            full = pydicom.dcmread(path, defer_size=256)
+        except Exception:
+            raise FileSkip("damaged deflated DICOM file", failed=True) from None
+        return Header(ds), "PixelData" in full, None
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        implicit, little = False, True
+    if len(tail) < 8:
+        if tail or pos > size or _short_element(ds, size):
+            raise FileSkip("truncated file (header ends early)", failed=True)
+        return Header(ds), False, None
+    endian = "<" if little else ">"
+    group, elem = struct.unpack(endian + "HH", tail[:4])
+    tag = group << 16 | elem
+    if tag in (0x7FE00008, 0x7FE00009):
+        raise FileSkip("float pixel data is not supported for MR images")
+    if tag != 0x7FE00010:
+        return Header(ds), False, None
+    if implicit:
+        length, head_size = struct.unpack(endian + "L", tail[4:8])[0], 8
+    else:
+        vr = tail[4:6]
+        if vr in (b"OB", b"OW", b"OD", b"OF", b"OL", b"OV", b"UN") and len(tail) >= 12:
+            length, head_size = struct.unpack(endian + "L", tail[8:12])[0], 12
+        else:
+            length, head_size = struct.unpack(endian + "H", tail[6:8])[0], 8
+    if length != 0xFFFFFFFF and pos + head_size + length > size:
+        raise FileSkip(
+            f"truncated file: pixel data needs {length} bytes, {max(size - pos - head_size, 0)} present",
+            failed=True,
+        )
+    if length == 0:
+        return Header(ds), False, None
+    if not encapsulated_ok:
+        raise FileSkip("truncated or damaged compressed pixel data", failed=True)
+    header = Header(ds)
+    return header, True, native_pixels(header, ts, pos + head_size, length) if little else None
+
+
+def header_of(path: str | os.PathLike[str]) -> Header:
+    """The header of one file as the scan reads it (FileSkip for a file it would not use)."""
+    with quiet():
+        return read_header(str(path))[0]
+
+
+def native_pixels(ds: Header, ts: Any, offset: int, length: int) -> NativePixels | None:
+    """Location and decoding of a single uncompressed little-endian frame, else None (the pydicom
+    path then reads it)."""
+    if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, None) or length == 0xFFFFFFFF:
+        return None
+    rows, cols = as_int(get(ds, "Rows")), as_int(get(ds, "Columns"))
+    bits = as_int(get(ds, "BitsAllocated"))
+    frames = as_int(get(ds, "NumberOfFrames")) or 1
+    if not rows or not cols or bits not in (8, 16, 32) or frames != 1 or (as_int(get(ds, "SamplesPerPixel")) or 1) != 1:
+        return None
+    if length < rows * cols * bits // 8:
+        return None
+    signed = as_int(get(ds, "PixelRepresentation")) == 1
+    slope, intercept = as_float(get(ds, "RescaleSlope")), as_float(get(ds, "RescaleIntercept"))
+    photometric = str(get(ds, "PhotometricInterpretation") or "MONOCHROME2").strip().upper()
+    return NativePixels(
+        offset=offset,
+        dtype=f"<{'i' if signed else 'u'}{bits // 8}",
+        bits_stored=as_int(get(ds, "BitsStored")) or bits,
+        slope=1.0 if slope is None else slope,
+        intercept=0.0 if intercept is None else intercept,
+        monochrome1=photometric == "MONOCHROME1",
+    )
+
+
+def _encapsulated_complete(fh: Any, pos: int, tail: bytes, size: int, ds: Any) -> bool:
+    """For undefined-length (compressed) pixel data: walk the fragment items to the delimiter."""
+    if len(tail) < 12 or tail[:4] != b"\xe0\x7f\x10\x00" or tail[8:12] != b"\xff\xff\xff\xff":
+        return True  # not little-endian encapsulated pixel data: checked elsewhere
+    offset = pos + 12
+    for _ in range(1_000_000):
+        fh.seek(offset)
+        head = fh.read(8)
+        if len(head) < 8:
+            return False
+        group, elem, length = struct.unpack("<HHL", head)
+        if (group, elem) == (0xFFFE, 0xE0DD):
+            return True
+        if (group, elem) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
+            return False
+        offset += 8 + length
+        if offset > size:
+            return False
+    return False
+
+
+def _short_element(ds: Any, size: int) -> bool:
+    """True if an element read from the file claims more bytes than the file has (a cut file)."""
+    for dataset in (getattr(ds, "file_meta", None), ds):
+        if dataset is None:
+            continue
+        for tag in list(dataset.keys()):
+            try:
+                elem = dataset.get_item(tag)
+            except Exception:
+                return True
+            tell, length = getattr(elem, "value_tell", None), getattr(elem, "length", None)
+            if tell is None or length is None or length == 0xFFFFFFFF:
+                continue
+            if tell + length > size:
+                return True
+    return False

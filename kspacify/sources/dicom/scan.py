@@ -1,0 +1,90 @@
+"""The scan: each path's header is read once, classified (MR image or what else it is), its frames
+keyed and grouped; the volumes follow once every path has been read.
+
+Every file ends as part of a volume or as a `Skipped` with its reason: a damaged or hostile file
+never raises out of here (whatever pydicom raises is caught and named by type only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from ..base import Pseudonymizer, Skipped, VolumeInfo
+from .grouping import Grouper, keyed_images
+from .header import PIXEL_MODULE, FileSkip, get, quiet, read_header
+from .records import DICOMDIR_SOP, KEEP_SOP, read_frames, sop_skip_reason
+
+__all__ = ["looks_like_dicom", "scan_dicom"]
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """Cheap test: 'DICM' at byte 128, or a .dcm/.ima/.dicom extension (no parse)."""
+    path = Path(path)
+    if path.suffix.lower() in {".dcm", ".ima", ".dicom"}:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def scan_dicom(
+    paths: Iterable[Path], pseudonymize: Pseudonymizer, *, keep_components: bool = False
+) -> Iterator[VolumeInfo | Skipped]:
+    """Read headers of `paths`; yield Skipped for files not used (as found), then the volumes."""
+    grouper = Grouper()
+    seen_instances: set[bytes] = set()
+    patients: dict[str, str] = {}
+
+    for p in paths:
+        path = str(p)
+        if Path(path).name.upper() == "DICOMDIR":
+            yield Skipped(path, "DICOMDIR (media directory, not an image)")
+            continue
+        try:
+            with quiet():
+                ds, has_pixels, native = read_header(path)
+                meta_sop = str(get(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID") or "")
+                sop = str(get(ds, "SOPClassUID") or "") or meta_sop
+                if meta_sop == DICOMDIR_SOP:
+                    sop = meta_sop
+                if not sop:
+                    raise FileSkip("damaged or incomplete DICOM header (no SOP Class UID)", failed=True)
+                if sop not in KEEP_SOP:
+                    raise FileSkip(sop_skip_reason(sop))
+                if not has_pixels:
+                    missing = [k for k in PIXEL_MODULE if get(ds, k) is None]
+                    if missing:  # an image header cut short before its pixel module ended
+                        raise FileSkip("incomplete image header and no pixel data (truncated file?)", failed=True)
+                    raise FileSkip("no pixel data")
+                sop_uid = str(get(ds, "SOPInstanceUID") or "")
+                if sop_uid:
+                    digest = hashlib.blake2b(sop_uid.encode(), digest_size=12).digest()
+                    if digest in seen_instances:
+                        raise FileSkip("duplicate copy of an image already found in another file")
+                images, reason = keyed_images(path, ds, read_frames(ds, sop), keep_components)
+                if reason:
+                    raise FileSkip(reason)
+                if sop_uid:
+                    seen_instances.add(digest)
+                pid = str(get(ds, "PatientID") or "")
+        except FileSkip as skip:
+            yield Skipped(path, skip.reason, failed=skip.failed)
+            continue
+        except Exception as exc:  # never raise for a user's bad file
+            yield Skipped(path, f"unreadable DICOM header ({type(exc).__name__})", failed=True)
+            continue
+        if pid not in patients:
+            patients[pid] = pseudonymize(pid)
+        for key, facts, image in images:
+            # native pixels describe the file's one stored image: a classic image or a whole mosaic
+            if native is not None and (image.frame is None or key.mosaic_grid is not None):
+                image = replace(image, native=native)
+            grouper.add(key, facts, image, patients[pid])
+
+    yield from grouper.volumes(pseudonymize)
