@@ -88,15 +88,17 @@ class Group:
         return self.key.orientation
 
 
-def keyed_images(path: str, ds: Header, file: FileFrames,
-                 keep_components: bool) -> tuple[list[tuple[GroupKey, GroupFacts, Image]], str | None]:
-    """Per image (or frame) its key, facts and record; plus a skip reason if none is kept."""
-    out: list[tuple[GroupKey, GroupFacts, Image]] = []
+def keyed_images(path: str, ds: Header, file: FileFrames, keep_components: bool,
+                 native: Any = None) -> tuple[list[tuple[GroupKey, GroupFacts, list[Image]]], str | None]:
+    """Per frame its key, facts and the images (slices: one, or a mosaic's tiles) it holds; plus a
+    skip reason if none is kept. `native` (where the pixel values are) goes to a classic image."""
+    out: list[tuple[GroupKey, GroupFacts, list[Image]]] = []
     reasons: Counter[str] = Counter()
     common = file.common
+    described_as_localizer = is_localizer((), file.descriptions)
     for fr in file.frames:
         itype = fr.image_type
-        if is_localizer(itype, file.descriptions):
+        if described_as_localizer or is_localizer(itype, ()):
             reasons["localizer"] += 1
             continue
         what = component(itype, None if fr.complex_component is None else str(fr.complex_component))
@@ -134,7 +136,13 @@ def keyed_images(path: str, ds: Header, file: FileFrames,
             meta["multi_frame"] = True
         facts = GroupFacts(file.series_number, fr.pixel_spacing, fr.slice_thickness, fr.spacing_between,
                            fr.echo_number, fr.echo_time, what, meta)
-        out.append((key, facts, Image(path, fr.frame, fr.position, fr.instance, file.acquisition, fr.trigger)))
+        if fr.tiles is None:
+            images = [Image(path, fr.frame, fr.position, fr.instance, file.acquisition, fr.trigger,
+                            native if fr.frame is None else None)]
+        else:  # native pixels describe the whole mosaic: each tile is cut from it at load
+            images = [Image(path, tile, position, fr.instance, file.acquisition, fr.trigger, native)
+                      for tile, position in fr.tiles]
+        out.append((key, facts, images))
     reason = None
     if not out:
         reason = ", ".join(f"{r}" if n == 1 else f"{n} frames: {r}" for r, n in reasons.items()) or "no images"
@@ -150,11 +158,11 @@ class Grouper:
         # IOP clustering per series: series uid -> list of reference orientations
         self._orientations: dict[str, list[tuple[float, ...]]] = defaultdict(list)
 
-    def add(self, key: GroupKey, facts: GroupFacts, image: Image, patient: str) -> None:
+    def add(self, key: GroupKey, facts: GroupFacts, images: list[Image], patient: str) -> None:
         iop = key.orientation
         if iop is not None:
             for ref in self._orientations[key.series_uid]:
-                if max(abs(a - b) for a, b in zip(ref, iop)) < _IOP_TOL:
+                if ref == iop or max(abs(a - b) for a, b in zip(ref, iop)) < _IOP_TOL:
                     iop = ref
                     break
             else:
@@ -163,7 +171,7 @@ class Grouper:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group(key, facts, patient, [])
-        group.images.append(image)
+        group.images.extend(images)
 
     def volumes(self, pseudonymize: Pseudonymizer) -> Iterator[VolumeInfo | Skipped]:
         by_series: dict[str, list[GroupKey]] = defaultdict(list)

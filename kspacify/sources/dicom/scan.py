@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from ..base import Pseudonymizer, Skipped, VolumeInfo
@@ -67,7 +66,7 @@ def scan_dicom(
                     digest = hashlib.blake2b(sop_uid.encode(), digest_size=12).digest()
                     if digest in seen_instances:
                         raise FileSkip("duplicate copy of an image already found in another file")
-                images, reason = keyed_images(path, ds, read_frames(ds, sop), keep_components)
+                images, reason = keyed_images(path, ds, read_frames(ds, sop), keep_components, native)
                 if reason:
                     raise FileSkip(reason)
                 if sop_uid:
@@ -81,10 +80,7 @@ def scan_dicom(
             continue
         if pid not in patients:
             patients[pid] = pseudonymize(pid)
-        for key, facts, image in images:
-            # native pixels describe the file's one stored image: a classic image or a whole mosaic
-            if native is not None and (image.frame is None or key.mosaic_grid is not None):
-                image = replace(image, native=native)
-            grouper.add(key, facts, image, patients[pid])
+        for key, facts, slices in images:
+            grouper.add(key, facts, slices, patients[pid])
 
     yield from grouper.volumes(pseudonymize)
