@@ -23,19 +23,21 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import RawDataElement
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.hooks import hooks as pydicom_hooks
 from pydicom.hooks import raw_element_value, raw_element_vr
 from pydicom.tag import Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pydicom.valuerep import AMBIGUOUS_VR
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32, STANDARD_VR
 from pydicom.values import convert_value
 
 from ..base import NativePixels
 
 __all__ = [
-    "FileSkip", "Header", "KEYWORDS", "PIXEL_MODULE", "SCAN_TAGS", "as_float", "as_int", "as_strings", "as_vector",
+    "FAST_READER", "FileSkip", "Header", "KEYWORDS", "PIXEL_MODULE", "SCAN_TAGS", "as_float", "as_int", "as_strings", "as_vector",
     "degenerate", "get", "header_of", "native_pixels", "quiet", "read_header", "rounded",
 ]
 
@@ -208,18 +210,14 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
-            try:
-                ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=SCAN_TAGS)
-            except InvalidDicomError:
+            fast = _fast_read(fh, size) if FAST_READER else None
+            if fast is not None:
+                ds, pos, tail = fast
+            else:
                 fh.seek(0)
-                head = fh.read(4)
-                # old ACR-NEMA style files: no preamble, start with a group 0x0008 element
-                if len(head) < 4 or head[:2] not in (b"\x08\x00", b"\x02\x00"):
-                    raise FileSkip("not a DICOM file (no 'DICM' marker)", failed=True) from None
-                fh.seek(0)
-                ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=SCAN_TAGS, force=True)
-            pos = fh.tell()
-            tail = fh.read(12)
+                ds = _pydicom_read(fh)
+                pos = fh.tell()
+                tail = fh.read(12)
             encapsulated_ok = _encapsulated_complete(fh, pos, tail, size, ds)
     except FileSkip:
         raise
@@ -270,6 +268,213 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
         raise FileSkip("truncated or damaged compressed pixel data", failed=True)
     header = Header(ds)
     return header, True, native_pixels(header, ts, pos + head_size, length) if little else None
+
+
+def _pydicom_read(fh: Any) -> Any:
+    """The header read by pydicom itself: what every file falls back to that the fast reader
+    leaves alone."""
+    try:
+        return pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=SCAN_TAGS)
+    except InvalidDicomError:
+        fh.seek(0)
+        head = fh.read(4)
+        # old ACR-NEMA style files: no preamble, start with a group 0x0008 element
+        if len(head) < 4 or head[:2] not in (b"\x08\x00", b"\x02\x00"):
+            raise FileSkip("not a DICOM file (no 'DICM' marker)", failed=True) from None
+        fh.seek(0)
+        return pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=SCAN_TAGS, force=True)
+
+
+# ------------------------------------------------------------------------------ fast reader
+#
+# For the common file (preamble, file meta, little-endian dataset, pixel data at the end) the
+# element headers are walked here and only the SCAN_TAGS elements are handed to pydicom, as the
+# RawDataElements its own reader would have made of them, so every value is decoded by pydicom
+# exactly as before; what is skipped is pydicom's generic per-element reading (and its parsing
+# of every undefined-length sequence, needed or not), most of the header pass. Anything unusual
+# (no preamble, big endian, deflate, a needed sequence such as Enhanced MR's functional groups,
+# an element that runs past the end of the file, an odd VR, no pixel data) returns None, and
+# pydicom reads the file as before.
+
+# False (or KSPACIFY_DICOM_PARSER=pydicom in the environment): pydicom reads every header
+FAST_READER = os.environ.get("KSPACIFY_DICOM_PARSER", "").strip().lower() != "pydicom"
+_WANTED = frozenset(int(t) for t in SCAN_TAGS) | {0x00080005}
+_IMPLICIT_VR = {int(t): (None if t.is_private else dictionary_VR(t)) for t in SCAN_TAGS}
+_IMPLICIT_VR[0x00080005] = "CS"
+# every standard VR: True where its length takes 32 bits; anything else is left to pydicom
+_VR_LONG = {vr.encode(): vr in EXPLICIT_VR_LENGTH_32 for vr in STANDARD_VR}
+_SQ_TAGS = frozenset(int(t) for t in SCAN_TAGS if not t.is_private and dictionary_VR(t) == "SQ")
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+_CHUNK = 1 << 16
+_EXPLICIT_HEAD = struct.Struct("<HH2sH")
+_IMPLICIT_HEAD = struct.Struct("<HHL")
+_UINT32 = struct.Struct("<L")
+
+
+class _Unusual(Exception):
+    """Raised inside the fast reader: let pydicom read this file."""
+
+
+@lru_cache(maxsize=64)
+def _syntax(ts: str) -> bool | None:
+    """True: implicit VR little endian; False: explicit VR little endian (also encapsulated
+    syntaxes, whose dataset is encoded so); None: anything else (big endian, deflate, unknown)."""
+    uid = UID(ts)
+    if uid == ImplicitVRLittleEndian:
+        return True
+    if uid == ExplicitVRLittleEndian or (uid.is_transfer_syntax and uid.is_little_endian
+                                         and not uid.is_implicit_VR and not uid.is_deflated):
+        return False
+    return None
+
+
+class _Buffer:
+    """The file's first bytes, read further as the walk needs them."""
+
+    def __init__(self, fh: Any, size: int):
+        self.fh, self.size = fh, size
+        self.data = fh.read(_CHUNK)
+
+    def need(self, end: int) -> bytes:
+        if end > self.size:
+            raise _Unusual("element runs past the end of the file")
+        if end > len(self.data):
+            self.data += self.fh.read(max(_CHUNK, end - len(self.data)))
+            if end > len(self.data):
+                raise _Unusual("file shorter than it was")
+        return self.data
+
+
+def _fast_read(fh: Any, size: int) -> tuple[Any, int, bytes] | None:
+    """(dataset of the SCAN_TAGS elements, offset of the pixel data element, its first 12 bytes),
+    or None where pydicom should read the file."""
+    if not _default_decoding() or pydicom.config.use_DS_numpy or pydicom.config.use_IS_numpy:
+        return None
+    try:
+        return _walk(_Buffer(fh, size))
+    except Exception:  # _Unusual, or whatever a damaged file makes of the walk: pydicom decides
+        return None
+
+
+def _walk(buf: _Buffer) -> tuple[Any, int, bytes]:
+    data = buf.need(132)
+    if data[128:132] != b"DICM":
+        raise _Unusual("no preamble")
+    meta: dict[int, RawDataElement] = {}
+    pos = 132
+    while True:  # file meta: explicit VR little endian, group 0002
+        data = buf.need(pos + 8)
+        group, elem, vr, length = _EXPLICIT_HEAD.unpack_from(data, pos)
+        if group != 0x0002:
+            break
+        start, length = _value_start(buf, pos, vr, length)
+        data = buf.need(start + length)
+        tag = group << 16 | elem
+        meta[tag] = RawDataElement(Tag(tag), vr.decode(), length, data[start:start + length], start, False, True)
+        pos = start + length
+    if 0x00020010 not in meta:
+        raise _Unusual("no transfer syntax")
+    ts = str(convert_raw_data_element(meta[0x00020010]).value)
+    implicit = _syntax(ts)
+    if implicit is None:
+        raise _Unusual("not little endian")
+    first_vr = buf.need(pos + 8)[pos + 4:pos + 6]
+    if implicit == (b"AA" <= first_vr <= b"ZZ"):
+        raise _Unusual("dataset encoded otherwise than its transfer syntax says")  # pydicom's heuristic decides
+    raw: dict[int, RawDataElement] = {}
+    encoding: Any = default_encoding
+    size, data = buf.size, buf.data
+    unpack = _IMPLICIT_HEAD.unpack_from if implicit else _EXPLICIT_HEAD.unpack_from
+    while True:  # the hot loop: one element header per turn, values skipped unless wanted
+        if pos + 12 > len(data):
+            data = buf.need(min(pos + 12, size) if pos + 8 <= size else pos + 8)
+        if implicit:
+            group, elem, length = unpack(data, pos)
+            start = pos + 8
+        else:
+            group, elem, vr_bytes, length = unpack(data, pos)
+            long_vr = _VR_LONG.get(vr_bytes)
+            if long_vr is None:
+                raise _Unusual("not a VR")
+            if long_vr:
+                length = _UINT32.unpack_from(data, pos + 8)[0]
+                start = pos + 12
+            else:
+                start = pos + 8
+        tag = group << 16 | elem
+        if tag not in _WANTED and length != 0xFFFFFFFF and tag < 0x7FE00008:
+            pos = start + length
+            continue
+        vr = _IMPLICIT_VR.get(tag) if implicit else vr_bytes.decode()
+        if tag in _PIXEL_TAGS:
+            data = buf.need(min(pos + 12, size))
+            break
+        if tag in _SQ_TAGS or (length == 0xFFFFFFFF and tag in _WANTED):
+            raise _Unusual("a needed sequence")
+        if length == 0xFFFFFFFF:
+            if not implicit and vr not in ("SQ", "UN"):
+                raise _Unusual("undefined length value")
+            pos = _skip_sequence(buf, start, implicit)
+            data = buf.data
+            continue
+        if tag in _WANTED:
+            data = buf.need(start + length)
+            value = data[start:start + length] if length else empty_value_for_VR(vr, raw=True)
+            raw[tag] = RawDataElement(Tag(tag), vr, length, value, start, implicit, True)
+            if tag == 0x00080005:
+                encoding = convert_encodings(convert_raw_data_element(raw[tag]).value)
+        pos = start + length
+    ds = Dataset(raw, parent_encoding=default_encoding)
+    ds.set_original_encoding(implicit, True, encoding)
+    ds.file_meta = FileMetaDataset(meta)
+    return ds, pos, data[pos:pos + 12]
+
+
+def _value_start(buf: _Buffer, pos: int, vr: bytes, length: int) -> tuple[int, int]:
+    """Where an explicit VR element's value starts, and its length (32-bit for long VRs)."""
+    long_vr = _VR_LONG.get(vr)
+    if long_vr is None:
+        raise _Unusual("not a VR")
+    if long_vr:
+        return pos + 12, _UINT32.unpack_from(buf.need(pos + 12), pos + 8)[0]
+    return pos + 8, length
+
+
+def _skip_sequence(buf: _Buffer, pos: int, implicit: bool, depth: int = 0) -> int:
+    """Offset after an undefined-length sequence that starts (its first item) at `pos`."""
+    if depth > 16:
+        raise _Unusual("sequences nested too deep")
+    while True:
+        tag, length = struct.unpack_from("<LL", buf.need(pos + 8), pos)
+        pos += 8
+        if tag == 0xE0DDFFFE:  # sequence delimitation item
+            return pos
+        if tag != 0xE000FFFE:  # not an item
+            raise _Unusual("not an item")
+        if length != 0xFFFFFFFF:
+            pos += length
+            continue
+        while True:  # an undefined-length item: elements up to the item delimiter
+            data = buf.need(pos + 8)
+            if implicit:
+                group, elem, length = _IMPLICIT_HEAD.unpack_from(data, pos)
+                start, vr = pos + 8, None
+            else:
+                group, elem, vr_bytes, length = _EXPLICIT_HEAD.unpack_from(data, pos)
+                if (group, elem) == (0xFFFE, 0xE00D):
+                    start, length, vr = pos + 8, 0, None
+                else:
+                    start, length = _value_start(buf, pos, vr_bytes, length)
+                    vr = vr_bytes
+            if (group, elem) == (0xFFFE, 0xE00D):
+                pos += 8
+                break
+            if length == 0xFFFFFFFF:
+                if vr not in (None, b"SQ", b"UN"):
+                    raise _Unusual("undefined length value")
+                pos = _skip_sequence(buf, start, implicit, depth + 1)
+            else:
+                pos = start + length
 
 
 def header_of(path: str | os.PathLike[str]) -> Header:

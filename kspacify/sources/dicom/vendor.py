@@ -70,20 +70,22 @@ def csa_values(blob: Any, names: set[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     try:
         (count,) = struct.unpack_from("<I", blob, 8)
-        pos = 16
+        pos, size = 16, len(blob)
         for _ in range(count):  # each element needs bytes, so a bogus count runs out of data
             name, n_items = struct.unpack_from("<64s12xi4x", blob, pos)
             pos += 84
+            key = name.split(b"\0", 1)[0].decode("latin-1")
+            wanted = key in names
             items = []
-            for _ in range(n_items):
+            for _ in range(n_items):  # every item is walked (the next element follows them), few decoded
                 length = struct.unpack_from("<4i", blob, pos)[1]
                 pos += 16
-                if length < 0 or pos + length > len(blob):
+                if length < 0 or pos + length > size:
                     return {}
-                items.append(blob[pos:pos + length].split(b"\0", 1)[0].decode("latin-1").strip())
+                if wanted:
+                    items.append(blob[pos:pos + length].split(b"\0", 1)[0].decode("latin-1").strip())
                 pos += -(-length // 4) * 4
-            key = name.split(b"\0", 1)[0].decode("latin-1")
-            if key in names:
+            if wanted:
                 out[key] = [item for item in items if item]
     except struct.error:
         return {}
