@@ -101,7 +101,8 @@ def scan(found: Iterable[Found], pseudonymize: Pseudonymizer, *, keep_components
     for result in scan_dicom(dicom_paths, pseudonymize, keep_components=keep_components):
         if isinstance(result, Skipped) and result.path in quiet_if_not_dicom:
             # a file met in a directory walk that neither looks nor parses like DICOM: not a fault
-            yield Skipped(result.path, "not a DICOM or NIfTI file", failed=False)
+            what = "a gzip file that holds no DICOM" if result.path.lower().endswith(".gz") else "not a DICOM or NIfTI file"
+            yield Skipped(result.path, what, failed=False)
         else:
             yield result
 

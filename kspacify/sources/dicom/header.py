@@ -10,11 +10,14 @@ file holds into a number or None, never an exception.
 
 from __future__ import annotations
 
+import gzip
+import io
 import logging
 import math
 import os
 import struct
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -38,7 +41,7 @@ from ..base import NativePixels
 
 __all__ = [
     "FAST_READER", "FileSkip", "Header", "KEYWORDS", "PIXEL_MODULE", "SCAN_TAGS", "as_float", "as_int", "as_strings", "as_vector",
-    "degenerate", "get", "header_of", "native_pixels", "quiet", "read_header", "rounded",
+    "degenerate", "get", "header_of", "is_gzip", "open_dicom", "native_pixels", "quiet", "read_header", "rounded",
 ]
 
 # Header elements scan needs; everything else is skipped without being decoded. As tags: dcmread
@@ -208,8 +211,8 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
     """Header-only read (call it under `quiet()`); returns (header, has_pixel_data, where native
     pixel values are, if they are). Raises FileSkip for bad files."""
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as fh:
+        fh, size = open_dicom(path)
+        with fh:
             fast = _fast_read(fh, size) if FAST_READER else None
             if fast is not None:
                 ds, pos, tail = fast
@@ -231,7 +234,9 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
     if ts == DeflatedExplicitVRLittleEndian:
         # offsets refer to the inflated stream; fall back to a full read with large values deferred
         try:
-            full = pydicom.dcmread(path, defer_size=256)
+            fh, _ = open_dicom(path)
+            with fh:
+                full = pydicom.dcmread(fh, defer_size=256)
         except Exception:
             raise FileSkip("damaged deflated DICOM file", failed=True) from None
         return Header(ds), "PixelData" in full, None
@@ -268,6 +273,40 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
         raise FileSkip("truncated or damaged compressed pixel data", failed=True)
     header = Header(ds)
     return header, True, native_pixels(header, ts, pos + head_size, length) if little else None
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_GUNZIPPED = 2 << 30  # bytes; a gzip member that inflates past this is not read (a zip bomb)
+
+
+def is_gzip(path: str | os.PathLike[str]) -> bool:
+    """The file starts with the gzip magic number (a `.dcm.gz`, as some PACS exports write them)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
+
+
+def open_dicom(path: str | os.PathLike[str]) -> tuple[Any, int]:
+    """A binary file object for a DICOM file and its size: the file itself, or, for a gzipped
+    one, its inflated bytes in memory (offsets found in it refer to those). Raises FileSkip for a
+    damaged or oversized gzip file, OSError for an unreadable one."""
+    fh = open(path, "rb")
+    if fh.read(2) != GZIP_MAGIC:
+        fh.seek(0)
+        return fh, os.fstat(fh.fileno()).st_size
+    fh.seek(0)
+    try:
+        with gzip.GzipFile(fileobj=fh) as gz:
+            data = gz.read(MAX_GUNZIPPED + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileSkip(f"damaged gzip file ({type(exc).__name__})", failed=True) from None
+    finally:
+        fh.close()
+    if len(data) > MAX_GUNZIPPED:
+        raise FileSkip(f"gzip file inflates to more than {MAX_GUNZIPPED >> 30} GiB", failed=True)
+    return io.BytesIO(data), len(data)
 
 
 def _pydicom_read(fh: Any) -> Any:

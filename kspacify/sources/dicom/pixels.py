@@ -16,7 +16,7 @@ from pydicom.uid import UID
 
 from ..base import NativePixels, SourceError, VolumeInfo
 from ..orientation import IDENTITY, InPlane, canonical_inplane
-from .header import as_float, get, quiet
+from .header import FileSkip, as_float, get, is_gzip, open_dicom, quiet
 from .records import fg_item, shared_groups
 
 __all__ = ["CODECS_FIX", "load_dicom"]
@@ -49,7 +49,11 @@ def _read_pixels(path: str, frames: list[int | None]) -> tuple[list[np.ndarray],
 
     try:
         with quiet():
-            ds = pydicom.dcmread(path)
+            fh, _ = open_dicom(path)
+            with fh:
+                ds = pydicom.dcmread(fh)
+    except FileSkip as skip:
+        raise SourceError(f"{path}: {skip.reason}") from None
     except Exception as exc:
         raise SourceError(f"{path}: cannot read DICOM file ({type(exc).__name__}: {exc})") from None
     file_meta = getattr(ds, "file_meta", None)
@@ -102,9 +106,16 @@ def _read_native(path: str, native: NativePixels, shape: tuple[int, int]) -> np.
     dtype = np.dtype(native.dtype)
     count = shape[0] * shape[1]
     try:
-        with open(path, "rb") as fh:
-            fh.seek(native.offset)
-            values = np.fromfile(fh, dtype=dtype, count=count)
+        if is_gzip(path):  # the offset is in the inflated stream
+            fh, _ = open_dicom(path)
+            data = fh.getvalue()[native.offset:native.offset + count * dtype.itemsize]
+            values = np.frombuffer(data, dtype=dtype, count=len(data) // dtype.itemsize).copy()
+        else:
+            with open(path, "rb") as fh:
+                fh.seek(native.offset)
+                values = np.fromfile(fh, dtype=dtype, count=count)
+    except FileSkip as skip:
+        raise SourceError(f"{path}: {skip.reason}") from None
     except OSError as exc:
         raise SourceError(f"{path}: cannot read pixel data ({exc.strerror or exc})") from None
     if values.size != count:

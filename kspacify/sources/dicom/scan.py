@@ -7,27 +7,38 @@ never raises out of here (whatever pydicom raises is caught and named by type on
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..base import Pseudonymizer, Skipped, VolumeInfo
 from .grouping import Grouper, keyed_images
-from .header import PIXEL_MODULE, FileSkip, get, quiet, read_header
+from .header import GZIP_MAGIC, PIXEL_MODULE, FileSkip, get, quiet, read_header
 from .records import DICOMDIR_SOP, KEEP_SOP, read_frames, sop_skip_reason
 
 __all__ = ["looks_like_dicom", "scan_dicom"]
 
 
+_SUFFIXES = (".dcm", ".ima", ".dicom")
+
+
 def looks_like_dicom(path: Path) -> bool:
-    """Cheap test: 'DICM' at byte 128, or a .dcm/.ima/.dicom extension (no parse)."""
+    """Cheap test: 'DICM' at byte 128, or a .dcm/.ima/.dicom extension (no parse); the same for a
+    gzipped file (`.dcm.gz`, or gzip whose first inflated bytes hold 'DICM')."""
     path = Path(path)
-    if path.suffix.lower() in {".dcm", ".ima", ".dicom"}:
+    name = path.name.lower()
+    if name.endswith(_SUFFIXES) or name.endswith(tuple(s + ".gz" for s in _SUFFIXES)):
         return True
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
-    except OSError:
+            if head[:2] == GZIP_MAGIC:
+                fh.seek(0)
+                with gzip.GzipFile(fileobj=fh) as gz:
+                    head = gz.read(132)
+    except (OSError, EOFError, zlib.error):
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
 
