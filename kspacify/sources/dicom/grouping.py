@@ -47,7 +47,9 @@ class GroupKey(NamedTuple):
     b_value: float | None  # rounded to 2 digits
     b_vector: tuple[float, ...] | None  # rounded to 3 digits
     stack: int | None
-    mosaic_grid: int | None = None  # load cuts tiles by the group's grid: other layouts kept apart
+    # load cuts tiles by the group's grid, so other layouts are kept apart: tiles per side, or
+    # (rows, columns) of tiles where they differ (UIH VFRAME)
+    mosaic_grid: int | tuple[int, int] | None = None
 
     def name_seed(self) -> str:
         """The text output names and volume keys are derived from (with the series UID and the
@@ -115,7 +117,8 @@ def keyed_images(path: str, ds: Header, file: FileFrames, keep_components: bool,
             None if fr.pixel_spacing is None else (round(fr.pixel_spacing[0], 4), round(fr.pixel_spacing[1], 4)),
             fr.echo_number, rounded(fr.echo_time, 3), fr.temporal_position, itype, what, rounded(fr.b_value, 2),
             None if fr.b_vector is None else tuple(round(v, 3) for v in fr.b_vector), fr.stack,
-            common.get("mosaic_grid"),
+            common.get("mosaic_grid") if "mosaic_grid_rows" not in common
+            else (common["mosaic_grid_rows"], common["mosaic_grid"]),
         )
         meta = dict(common)
         meta["image_type"] = list(itype)

@@ -60,6 +60,7 @@ SCAN_TAGS = [Tag(t) for t in (
     0x00430010, 0x0043102F,  # GE private creator and image type (0 magnitude, 1 phase, 2 real, 3 imaginary)
     0x00190010, 0x0019100A,  # Siemens private creator and NumberOfImagesInMosaic
     0x00290010, 0x00291010,  # Siemens private creator and CSA image header (mosaic tile count, slice normal)
+    0x00650010, 0x00651050, 0x00651051,  # UIH private creator, slices per VFRAME mosaic, their positions (SQ)
 )]
 KEYWORDS = {tag: keyword_for_tag(tag) or int(tag) for tag in SCAN_TAGS}  # Header keys; private: the tag
 # Public tags whose raw elements `Header` may decode itself, with their dictionary VR: not for a
@@ -342,7 +343,7 @@ _IMPLICIT_VR = {int(t): (None if t.is_private else dictionary_VR(t)) for t in SC
 _IMPLICIT_VR[0x00080005] = "CS"
 # every standard VR: True where its length takes 32 bits; anything else is left to pydicom
 _VR_LONG = {vr.encode(): vr in EXPLICIT_VR_LENGTH_32 for vr in STANDARD_VR}
-_SQ_TAGS = frozenset(int(t) for t in SCAN_TAGS if not t.is_private and dictionary_VR(t) == "SQ")
+_SQ_TAGS = frozenset(int(t) for t in SCAN_TAGS if not t.is_private and dictionary_VR(t) == "SQ") | {0x00651051}
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 _CHUNK = 1 << 16
 _EXPLICIT_HEAD = struct.Struct("<HH2sH")

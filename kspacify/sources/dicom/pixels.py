@@ -150,10 +150,10 @@ def _file_images(path: str, frames: list[int | None], natives: list[NativePixels
     return images, mono1
 
 
-def _tile(mosaic: np.ndarray, k: int, grid: int) -> np.ndarray:
-    """Tile `k` (row-major) of a mosaic of `grid` x `grid` tiles."""
-    rows, cols = mosaic.shape[0] // grid, mosaic.shape[1] // grid
-    r, c = divmod(k, grid)
+def _tile(mosaic: np.ndarray, k: int, down: int, across: int) -> np.ndarray:
+    """Tile `k` (row-major) of a mosaic of `down` x `across` tiles."""
+    rows, cols = mosaic.shape[0] // down, mosaic.shape[1] // across
+    r, c = divmod(k, across)
     return mosaic[r * rows:(r + 1) * rows, c * cols:(c + 1) * cols]
 
 
@@ -162,7 +162,8 @@ def load_dicom(info: VolumeInfo) -> np.ndarray:
     inplane = _inplane_of(info)
     n, rows, cols = info.shape
     stored = (cols, rows) if inplane.transpose else (rows, cols)
-    grid = int(info.meta.get("mosaic_grid") or 0)
+    grid = int(info.meta.get("mosaic_grid") or 0)  # tiles across (and down, unless mosaic_grid_rows says)
+    down = int(info.meta.get("mosaic_grid_rows") or grid)
     out = np.empty((n, rows, cols), dtype=np.float32)
     by_file: dict[str, list[tuple[int, int | None]]] = defaultdict(list)
     for i, ref in enumerate(info.slices):
@@ -171,8 +172,8 @@ def load_dicom(info: VolumeInfo) -> np.ndarray:
     for path, items in by_file.items():
         if grid:  # a mosaic: its one stored image holds slice k as tile k
             (mosaic,), mono1 = _file_images(path, [None], [info.slices[items[0][0]].native],
-                                            (stored[0] * grid, stored[1] * grid))
-            images = [_tile(mosaic, k, grid) for _, k in items]
+                                            (stored[0] * down, stored[1] * grid))
+            images = [_tile(mosaic, k, down, grid) for _, k in items]
         else:
             images, mono1 = _file_images(path, [frame for _, frame in items],
                                          [info.slices[i].native for i, _ in items], stored)

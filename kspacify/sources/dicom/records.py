@@ -19,7 +19,7 @@ from typing import Any
 from pydicom.uid import UID
 
 from .header import FileSkip, Header, as_float, as_int, as_strings, as_vector, get
-from .vendor import mosaic_tiles
+from .vendor import mosaic_tiles, uih_tiles
 
 __all__ = ["ENHANCED_MR", "FileFrames", "Frame", "Image", "KEEP_SOP", "component", "is_localizer",
            "read_frames", "sop_skip_reason"]
@@ -210,6 +210,13 @@ def read_frames(ds: Header, sop: str) -> FileFrames:
             tiles = tuple(enumerate(positions))
             rows, cols = rows // grid, cols // grid
             common["mosaic_grid"] = grid
+        elif "VFRAME" in top_type:  # UIH: the same idea, positions listed per slice
+            down, across, positions = uih_tiles(ds, rows, cols)
+            tiles = tuple(enumerate(positions))
+            rows, cols = rows // down, cols // across
+            common["mosaic_grid"] = across
+            if down != across:
+                common["mosaic_grid_rows"] = down
         frames = [_classic_frame(ds, top_type, instance, tiles)]
     else:
         frames = _enhanced_frames(ds, top_type)

@@ -1,4 +1,4 @@
-"""Vendor private tags: GE's image-type flag, Siemens' CSA header and mosaics.
+"""Vendor private tags: GE's image-type flag, Siemens' CSA header and mosaics, UIH's VFRAME mosaics.
 
 Private elements mean something only inside a block their creator reserved (vendors reserve blocks
 per file), so every read here checks the creator first. Each function returns None or an empty
@@ -16,7 +16,7 @@ import numpy as np
 
 from .header import FileSkip, Header, as_float, as_int, as_vector, degenerate, get
 
-__all__ = ["csa_values", "ge_component", "mosaic_tiles", "private", "private_int"]
+__all__ = ["csa_values", "ge_component", "mosaic_tiles", "private", "private_int", "uih_tiles"]
 
 _GE_COMPONENT = {1: "phase", 2: "real", 3: "imaginary"}
 
@@ -127,3 +127,48 @@ def mosaic_tiles(ds: Header, rows: int, cols: int) -> tuple[int, list[tuple[floa
     if csa_normal is not None and float(np.dot(csa_normal, normal)) < 0:
         normal = -normal
     return grid, [tuple(float(v) for v in first + k * step * normal) for k in range(count)]
+
+
+# ------------------------------------------------------------------------------- UIH VFRAME
+
+
+def uih_tiles(ds: Header, rows: int, cols: int) -> tuple[int, int, list[tuple[float, ...]]]:
+    """A UIH 'VFRAME' (GRID) mosaic, the DWI/fMRI layout that tiles a volume's slices in one
+    image as Siemens mosaics do: (rows, columns) of its tile grid and each slice's position.
+
+    UIH documents (dcm2niix's UIH notes, from UIH): (0065,1050) is the number of slices, laid out
+    ceil(sqrt(n)) tiles across and ceil(n / across) down; each item of the (0065,1051) VFrame
+    sequence holds one slice's ImagePositionPatient, in tile order. Such files carry no top-level
+    ImagePositionPatient, so without that sequence the slice order is unknown: reported, never
+    guessed. The block's creator string is not documented, so the block is read when reserved at
+    all and the manufacturer says UIH.
+    """
+    maker = str(get(ds, "Manufacturer") or "").upper()
+    if ds.get(0x00650010) is None or not ("UIH" in maker or "UNITED IMAGING" in maker):
+        raise FileSkip("VFRAME mosaic without UIH's private block (0065): slice count and positions unknown",
+                       failed=True)
+    count = as_int(ds.get(0x00651050))
+    if not count or count < 1:
+        raise FileSkip("UIH VFRAME mosaic without its number of slices (0065,1050)", failed=True)
+    across = math.ceil(math.sqrt(count))
+    down = math.ceil(count / across)
+    if cols % across or rows % down:
+        if rows % across == 0 and cols % across == 0:
+            down = across  # a square grid, as Siemens lays them out
+        else:
+            raise FileSkip(f"UIH VFRAME mosaic of {rows}x{cols} pixels cannot hold {count} slices "
+                           f"({down}x{across} tiles)", failed=True)
+    positions: list[tuple[float, ...]] = []
+    items = ds.get(0x00651051)
+    try:
+        for item in list(items or [])[:count]:
+            position = as_vector(get(item, "ImagePositionPatient"), 3)
+            if position is None:
+                break
+            positions.append(position)
+    except TypeError:  # not a sequence (e.g. read as raw bytes)
+        positions = []
+    if len(positions) != count:
+        raise FileSkip(f"UIH VFRAME mosaic without the positions of its {count} slices (0065,1051): "
+                       "slice order unknown, not stacked", failed=True)
+    return down, across, positions
