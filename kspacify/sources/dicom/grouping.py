@@ -27,6 +27,10 @@ __all__ = ["Group", "GroupFacts", "GroupKey", "Grouper", "Label", "keyed_images"
 _COMPONENT_SUFFIX = {"phase": "_ph", "real": "_re", "imaginary": "_im", "mixed": "_mx"}
 _POS_TOL = 0.01  # mm; projected positions closer than this are "the same slice position"
 _IOP_TOL = 1e-3  # direction-cosine tolerance for "same orientation"
+# ImageType values of maps computed from diffusion images (Siemens, GE, Philips): not acquisitions
+_DERIVED_MAPS = frozenset({"ADC", "EADC", "FA", "TRACEW"})
+_ISOTROPIC_REASON = ("derived diffusion image (an isotropic trace stored with the series' directional "
+                     "images, as dcm2niix removes it): not an acquisition")
 
 Label = tuple[tuple[str, Any], ...]  # how a group was split: (("stack", 1), ("repeat", 2)), ...
 
@@ -91,10 +95,11 @@ class Group:
 
 
 def keyed_images(path: str, ds: Header, file: FileFrames, keep_components: bool,
-                 native: Any = None) -> tuple[list[tuple[GroupKey, GroupFacts, list[Image]]], str | None]:
-    """Per frame its key, facts and the images (slices: one, or a mosaic's tiles) it holds; plus a
-    skip reason if none is kept. `native` (where the pixel values are) goes to a classic image."""
-    out: list[tuple[GroupKey, GroupFacts, list[Image]]] = []
+                 native: Any = None) -> tuple[list[tuple[GroupKey, GroupFacts, list[Image], str | None]], str | None]:
+    """Per frame its key, facts, the images (slices: one, or a mosaic's tiles) it holds and its
+    diffusion kind; plus a skip reason if none is kept. `native` (where the pixel values are)
+    goes to a classic image."""
+    out: list[tuple[GroupKey, GroupFacts, list[Image], str | None]] = []
     reasons: Counter[str] = Counter()
     common = file.common
     described_as_localizer = is_localizer((), file.descriptions)
@@ -102,6 +107,9 @@ def keyed_images(path: str, ds: Header, file: FileFrames, keep_components: bool,
         itype = fr.image_type
         if described_as_localizer or is_localizer(itype, ()):
             reasons["localizer"] += 1
+            continue
+        if _DERIVED_MAPS.intersection(itype[2:]):
+            reasons["derived diffusion map (ADC, trace or FA), not an acquisition"] += 1
             continue
         what = component(itype, None if fr.complex_component is None else str(fr.complex_component))
         if what is None and not file.enhanced:
@@ -145,7 +153,7 @@ def keyed_images(path: str, ds: Header, file: FileFrames, keep_components: bool,
         else:  # native pixels describe the whole mosaic: each tile is cut from it at load
             images = [Image(path, tile, position, fr.instance, file.acquisition, fr.trigger, native)
                       for tile, position in fr.tiles]
-        out.append((key, facts, images))
+        out.append((key, facts, images, fr.diffusion))
     reason = None
     if not out:
         reason = ", ".join(f"{r}" if n == 1 else f"{n} frames: {r}" for r, n in reasons.items()) or "no images"
@@ -154,14 +162,32 @@ def keyed_images(path: str, ds: Header, file: FileFrames, keep_components: bool,
 
 class Grouper:
     """Collects keyed images into groups (orientations within _IOP_TOL of the series' first
-    count as the same), then turns the groups into volumes."""
+    count as the same), then turns the groups into volumes.
+
+    Isotropic diffusion-weighted images are held back until every file has been read: in a
+    series that also has directional ones they are the trace Philips derives and stores with
+    them (dcm2niix removes it), and are skipped; alone (an isotropic acquisition) they are kept.
+    """
 
     def __init__(self) -> None:
         self.groups: dict[GroupKey, Group] = {}
         # IOP clustering per series: series uid -> list of reference orientations
         self._orientations: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+        self._isotropic: dict[str, list[tuple[GroupKey, GroupFacts, list[Image], str]]] = defaultdict(list)
+        self._directional: set[str] = set()
+        self._used: set[str] = set()  # files with an image in a group
 
-    def add(self, key: GroupKey, facts: GroupFacts, images: list[Image], patient: str) -> None:
+    def add(self, key: GroupKey, facts: GroupFacts, images: list[Image], patient: str,
+            diffusion: str | None = None) -> None:
+        if diffusion == "isotropic":
+            self._isotropic[key.series_uid].append((key, facts, images, patient))
+            return
+        if diffusion == "directional":
+            self._directional.add(key.series_uid)
+        self._add(key, facts, images, patient)
+
+    def _add(self, key: GroupKey, facts: GroupFacts, images: list[Image], patient: str) -> None:
+        self._used.add(images[0].path)
         iop = key.orientation
         if iop is not None:
             for ref in self._orientations[key.series_uid]:
@@ -177,10 +203,17 @@ class Grouper:
         group.images.extend(images)
 
     def volumes(self, pseudonymize: Pseudonymizer) -> Iterator[VolumeInfo | Skipped]:
+        derived: set[str] = set()
+        for series_uid, held in self._isotropic.items():
+            for key, facts, images, patient in held:
+                if series_uid in self._directional:
+                    derived.add(images[0].path)
+                else:
+                    self._add(key, facts, images, patient)
+        out: list[VolumeInfo | Skipped] = [Skipped(path, _ISOTROPIC_REASON) for path in derived - self._used]
         by_series: dict[str, list[GroupKey]] = defaultdict(list)
         for key in self.groups:
             by_series[key.series_uid].append(key)
-        out: list[VolumeInfo | Skipped] = []
         for series_uid, keys in by_series.items():
             echo_labels = _echo_labels(keys, self.groups)
             for key in keys:

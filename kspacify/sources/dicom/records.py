@@ -19,7 +19,7 @@ from typing import Any
 from pydicom.uid import UID
 
 from .header import FileSkip, Header, as_float, as_int, as_strings, as_vector, get
-from .vendor import mosaic_tiles, uih_tiles
+from .vendor import mosaic_tiles, philips_diffusion, uih_tiles
 
 __all__ = ["ENHANCED_MR", "FileFrames", "Frame", "Image", "KEEP_SOP", "component", "is_localizer",
            "read_frames", "sop_skip_reason"]
@@ -73,6 +73,8 @@ class Frame:
     trigger: float | None
     timing: dict[str, float | None]  # repetition/inversion time, flip angle: in the order meta lists them
     tiles: tuple[tuple[int, tuple[float, ...] | None], ...] | None = None  # mosaic: (tile, position) per slice
+    # a diffusion-weighted (b > 0) image: 'isotropic' (a trace, often derived) or 'directional'
+    diffusion: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +253,32 @@ def _classic_frame(ds: Header, top_type: tuple[str, ...], instance: int | None,
             "flip_angle": as_float(get(ds, "FlipAngle")),
         },
         tiles=tiles,
+        diffusion=_classic_diffusion(ds),
     )
+
+
+def diffusion_kind(directionality: Any, b_value: float | None) -> str | None:
+    """'isotropic' or 'directional' for a b > 0 image whose DiffusionDirectionality says so."""
+    kind = as_strings(directionality)
+    if not kind or b_value is None or b_value <= 0:
+        return None
+    if kind[0] == "ISOTROPIC":
+        return "isotropic"
+    return "directional" if kind[0] in ("DIRECTIONAL", "BMATRIX") else None
+
+
+def _classic_diffusion(ds: Header) -> str | None:
+    """A classic image's diffusion kind: the public DiffusionDirectionality, else Philips' own
+    direction letter ('I': isotropic; any other: a gradient direction) with its b-factor."""
+    b_value = as_float(get(ds, "DiffusionBValue"))
+    directionality = get(ds, "DiffusionDirectionality")
+    if directionality is None:
+        letter, philips_b = philips_diffusion(ds)
+        if letter is None:
+            return None
+        directionality = "ISOTROPIC" if letter == "I" else "DIRECTIONAL"
+        b_value = b_value if b_value is not None else philips_b
+    return diffusion_kind(directionality, b_value)
 
 
 def _enhanced_frames(ds: Header, top_type: tuple[str, ...]) -> list[Frame]:
@@ -299,6 +326,7 @@ def _enhanced_frames(ds: Header, top_type: tuple[str, ...]) -> list[Frame]:
             temporal_position=temporal,
             b_value=as_float(get(diff, "DiffusionBValue")),
             b_vector=direction,
+            diffusion=diffusion_kind(get(diff, "DiffusionDirectionality"), as_float(get(diff, "DiffusionBValue"))),
             stack=as_int(get(content, "StackID")),
             instance=as_int(get(content, "InStackPositionNumber")) or f + 1,
             trigger=as_float(get(cardiac, "NominalCardiacTriggerDelayTime") or get(legacy, "TriggerTime")),

@@ -91,7 +91,7 @@ def scan_dicom(
             continue
         if pid not in patients:
             patients[pid] = pseudonymize(pid)
-        for key, facts, slices in images:
-            grouper.add(key, facts, slices, patients[pid])
+        for key, facts, slices, diffusion in images:
+            grouper.add(key, facts, slices, patients[pid], diffusion)
 
     yield from grouper.volumes(pseudonymize)

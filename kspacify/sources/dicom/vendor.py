@@ -1,4 +1,5 @@
-"""Vendor private tags: GE's image-type flag, Siemens' CSA header and mosaics, UIH's VFRAME mosaics.
+"""Vendor private tags: GE's image-type flag, Siemens' CSA header and mosaics, UIH's VFRAME mosaics,
+Philips' diffusion direction.
 
 Private elements mean something only inside a block their creator reserved (vendors reserve blocks
 per file), so every read here checks the creator first. Each function returns None or an empty
@@ -16,7 +17,8 @@ import numpy as np
 
 from .header import FileSkip, Header, as_float, as_int, as_vector, degenerate, get
 
-__all__ = ["csa_values", "ge_component", "mosaic_tiles", "private", "private_int", "uih_tiles"]
+__all__ = ["csa_values", "ge_component", "mosaic_tiles", "philips_diffusion", "private", "private_int",
+           "uih_tiles"]
 
 _GE_COMPONENT = {1: "phase", 2: "real", 3: "imaginary"}
 
@@ -41,6 +43,32 @@ def private_int(header: Header, creator_tag: int, tag: int, creator: str, fmt: s
         return as_int(value)
     except Exception:
         return None
+
+
+def private_float(header: Header, creator_tag: int, tag: int, creator: str) -> float | None:
+    """A private FL/FD number; raw bytes (no VR known) read as a 4- or 8-byte float."""
+    try:
+        value = private(header, creator_tag, tag, creator)
+        if isinstance(value, bytes):
+            fmt = {4: "f", 8: "d"}.get(len(value))
+            if fmt is None:
+                return None
+            little = header.ds.original_encoding[1] is not False
+            value = struct.unpack(("<" if little else ">") + fmt, value)[0]
+        return as_float(value)
+    except Exception:
+        return None
+
+
+def philips_diffusion(header: Header) -> tuple[str | None, float | None]:
+    """Philips classic DWI: (2001,1004) diffusion direction ('I' isotropic, 'O' oblique, 'P',
+    'M', 'S', ...) and (2001,1003) b-factor, under creator 'Philips Imaging DD 001'."""
+    creator = "PHILIPS IMAGING DD 001"
+    direction = private(header, 0x20010010, 0x20011004, creator)
+    if isinstance(direction, bytes):
+        direction = direction.decode("latin-1", "replace")
+    direction = str(direction).strip().upper() if direction is not None else None
+    return direction or None, private_float(header, 0x20010010, 0x20011003, creator)
 
 
 def ge_component(header: Header) -> str | None:
