@@ -19,6 +19,7 @@ from kspacify.sources.nifti import is_nifti, load_nifti, scan_nifti
 
 __all__ = [
     "Found",
+    "NIFTI_BESIDE_DICOM",
     "Pseudonymizer",
     "Skipped",
     "SourceError",
@@ -82,23 +83,54 @@ def discover(
             yield Skipped(text, "no such file or directory", failed=True)
 
 
-def scan(found: Iterable[Found], pseudonymize: Pseudonymizer, *, keep_components: bool = False) -> Iterator[VolumeInfo | Skipped]:
-    """Volumes in the inputs. NIfTI files are yielded as they come; DICOM files are grouped into
-    series, so DICOM volumes follow once every path has been read (headers only)."""
+NIFTI_BESIDE_DICOM = (
+    "NIfTI file in a folder that also holds DICOM files, most likely converted from them: not converted, "
+    "so one scan does not enter the data twice under two patient pseudonyms (--nifti-beside-dicom converts it)"
+)
+
+
+def scan(found: Iterable[Found], pseudonymize: Pseudonymizer, *, keep_components: bool = False,
+         nifti_beside_dicom: bool = False) -> Iterator[VolumeInfo | Skipped]:
+    """Volumes in the inputs: NIfTI volumes first, then DICOM ones, once every path has been read
+    (DICOM files are grouped into series; headers only).
+
+    A NIfTI file met in a directory walk whose folder (or a folder below it) also holds DICOM
+    images that make a volume is skipped with `NIFTI_BESIDE_DICOM` as its reason, unless
+    `nifti_beside_dicom`: such a file is usually a conversion of them (dcm2niix writes beside its
+    input), and both would enter the data as two patients. NIfTI files named explicitly are
+    always read.
+    """
     from kspacify.sources.dicom import looks_like_dicom, scan_dicom
 
     dicom_paths: list[Path] = []
     quiet_if_not_dicom: set[str] = set()
+    walked_nifti: list[Path] = []
     for item in found:
         if isinstance(item, Skipped):
             yield item
         elif is_nifti(item.path):
-            yield from scan_nifti([item.path], pseudonymize)
+            if item.explicit or nifti_beside_dicom:
+                yield from scan_nifti([item.path], pseudonymize)
+            else:
+                walked_nifti.append(item.path)
         else:
             dicom_paths.append(item.path)
             if not item.explicit and not looks_like_dicom(item.path):
                 quiet_if_not_dicom.add(str(item.path))
-    for result in scan_dicom(dicom_paths, pseudonymize, keep_components=keep_components):
+    dicom = list(scan_dicom(dicom_paths, pseudonymize, keep_components=keep_components))
+    dicom_folders: set[Path] = set()  # folders above a file of a DICOM volume
+    for result in dicom if walked_nifti else ():
+        for path in result.files if isinstance(result, VolumeInfo) else ():
+            for folder in Path(path).parents:
+                if folder in dicom_folders:
+                    break
+                dicom_folders.add(folder)
+    for path in walked_nifti:
+        if path.parent in dicom_folders:
+            yield Skipped(str(path), NIFTI_BESIDE_DICOM, failed=False)
+        else:
+            yield from scan_nifti([path], pseudonymize)
+    for result in dicom:
         if isinstance(result, Skipped) and result.path in quiet_if_not_dicom:
             # a file met in a directory walk that neither looks nor parses like DICOM: not a fault
             what = "a gzip file that holds no DICOM" if result.path.lower().endswith(".gz") else "not a DICOM or NIfTI file"
