@@ -32,7 +32,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.hooks import hooks as pydicom_hooks
 from pydicom.hooks import raw_element_value, raw_element_vr
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32, STANDARD_VR
 from pydicom.values import convert_value
@@ -69,6 +69,11 @@ KEYWORDS = {tag: keyword_for_tag(tag) or int(tag) for tag in SCAN_TAGS}  # Heade
 # is decoded with another charset)
 _PLAIN_VR = {tag: dictionary_VR(tag) for tag in SCAN_TAGS if not tag.is_private and tag != 0x00080005
              and dictionary_VR(tag) != "SQ" and dictionary_VR(tag) not in AMBIGUOUS_VR}
+# VRs of private elements (as written in explicit VR files) that `ds[tag]` decodes with the same
+# one call as a public element's: not UN (which pydicom may replace), SQ or an ambiguous VR
+_PLAIN_PRIVATE_VR = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF",
+                               "OL", "OV", "OW", "SH", "SL", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UR", "US",
+                               "UT", "UV"})
 PIXEL_MODULE = ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation", "SamplesPerPixel")
 
 
@@ -86,16 +91,16 @@ def quiet() -> Iterator[None]:
     """Silence pydicom's warnings and log records about odd-but-readable files, and skip its value
     validation while reading (it only warns, and costs ~15% of a header read)."""
     logger = logging.getLogger("pydicom")
-    level = logger.level
+    disabled = logger.disabled  # (not setLevel: that clears every logger's cache, twice per file)
     validation = pydicom.config.settings.reading_validation_mode
-    logger.setLevel(logging.CRITICAL + 1)
+    logger.disabled = True
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        logger.disabled = disabled
         pydicom.config.settings.reading_validation_mode = validation
 
 
@@ -139,6 +144,8 @@ def _element_value(ds: Any, tag: Any, charset: Any) -> Any:
     would end in, skipping the dataset's bookkeeping, which cost more than the decoding."""
     raw = ds.get_item(tag)
     vr = _PLAIN_VR.get(tag)
+    if vr is None and tag.is_private and isinstance(raw, RawDataElement) and raw.VR in _PLAIN_PRIVATE_VR:
+        vr = raw.VR  # an explicit VR that pydicom would not replace: decoded the same way
     if charset and vr and isinstance(raw, RawDataElement) and raw.VR in (None, vr):
         try:
             return convert_value(vr, raw, charset)
@@ -411,7 +418,7 @@ def _walk(buf: _Buffer) -> tuple[Any, int, bytes]:
         start, length = _value_start(buf, pos, vr, length)
         data = buf.need(start + length)
         tag = group << 16 | elem
-        meta[tag] = RawDataElement(Tag(tag), vr.decode(), length, data[start:start + length], start, False, True)
+        meta[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr.decode(), length, data[start:start + length], start, False, True)
         pos = start + length
     if 0x00020010 not in meta:
         raise _Unusual("no transfer syntax")
@@ -461,9 +468,9 @@ def _walk(buf: _Buffer) -> tuple[Any, int, bytes]:
         if tag in _WANTED:
             data = buf.need(start + length)
             value = data[start:start + length] if length else empty_value_for_VR(vr, raw=True)
-            raw[tag] = RawDataElement(Tag(tag), vr, length, value, start, implicit, True)
+            raw[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, start, implicit, True)
             if tag == 0x00080005:
-                encoding = convert_encodings(convert_raw_data_element(raw[tag]).value)
+                encoding = convert_encodings(convert_raw_data_element(raw[BaseTag(tag)]).value)
         pos = start + length
     ds = Dataset(raw, parent_encoding=default_encoding)
     ds.set_original_encoding(implicit, True, encoding)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -53,7 +54,7 @@ def scan_dicom(
 
     for p in paths:
         path = str(p)
-        if Path(path).name.upper() == "DICOMDIR":
+        if os.path.basename(path).upper() == "DICOMDIR":
             yield Skipped(path, "DICOMDIR (media directory, not an image)")
             continue
         try:
