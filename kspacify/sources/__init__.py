@@ -90,7 +90,7 @@ NIFTI_BESIDE_DICOM = (
 
 
 def scan(found: Iterable[Found], pseudonymize: Pseudonymizer, *, keep_components: bool = False,
-         nifti_beside_dicom: bool = False) -> Iterator[VolumeInfo | Skipped]:
+         nifti_beside_dicom: bool = False, workers: int = 1) -> Iterator[VolumeInfo | Skipped]:
     """Volumes in the inputs: NIfTI volumes first, then DICOM ones, once every path has been read
     (DICOM files are grouped into series; headers only).
 
@@ -98,7 +98,7 @@ def scan(found: Iterable[Found], pseudonymize: Pseudonymizer, *, keep_components
     images that make a volume is skipped with `NIFTI_BESIDE_DICOM` as its reason, unless
     `nifti_beside_dicom`: such a file is usually a conversion of them (dcm2niix writes beside its
     input), and both would enter the data as two patients. NIfTI files named explicitly are
-    always read.
+    always read. `workers` > 1 reads DICOM headers in that many processes (same result).
     """
     from kspacify.sources.dicom import looks_like_dicom, scan_dicom
 
@@ -117,7 +117,7 @@ def scan(found: Iterable[Found], pseudonymize: Pseudonymizer, *, keep_components
             dicom_paths.append(item.path)
             if not item.explicit and not looks_like_dicom(item.path):
                 quiet_if_not_dicom.add(str(item.path))
-    dicom = list(scan_dicom(dicom_paths, pseudonymize, keep_components=keep_components))
+    dicom = list(scan_dicom(dicom_paths, pseudonymize, keep_components=keep_components, workers=workers))
     dicom_folders: set[Path] = set()  # folders above a file of a DICOM volume
     for result in dicom if walked_nifti else ():
         for path in result.files if isinstance(result, VolumeInfo) else ():

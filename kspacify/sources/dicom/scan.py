@@ -12,6 +12,10 @@ import hashlib
 import os
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ..base import Pseudonymizer, Skipped, VolumeInfo
@@ -19,7 +23,7 @@ from .grouping import Grouper, keyed_images
 from .header import GZIP_MAGIC, PIXEL_MODULE, FileSkip, get, quiet, read_header
 from .records import DICOMDIR_SOP, KEEP_SOP, read_frames, sop_skip_reason
 
-__all__ = ["looks_like_dicom", "scan_dicom"]
+__all__ = ["FileRead", "looks_like_dicom", "read_file", "scan_dicom"]
 
 
 _SUFFIXES = (".dcm", ".ima", ".dicom")
@@ -44,55 +48,104 @@ def looks_like_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+_POOL_MIN_FILES = 64  # fewer files than this are read in this process whatever `workers` says
+
+
+@dataclass(frozen=True, slots=True)
+class FileRead:
+    """One file's share of the scan, as far as it goes without the other files: skipped early
+    (`skip`), or its SOP instance digest (copies of one image are kept once, the first in input
+    order), the reason it is skipped if it is no such copy (`late_skip`), and its images."""
+
+    path: str
+    skip: Skipped | None = None
+    digest: bytes | None = None
+    late_skip: Skipped | None = None
+    patient_id: str = ""
+    images: tuple = ()
+
+
+def read_file(path: str, keep_components: bool = False) -> FileRead:
+    """Read and key one file (any process may do it); never raises for a bad file."""
+    if os.path.basename(path).upper() == "DICOMDIR":
+        return FileRead(path, Skipped(path, "DICOMDIR (media directory, not an image)"))
+    try:
+        with quiet():
+            ds, has_pixels, native = read_header(path)
+            meta_sop = str(get(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID") or "")
+            sop = str(get(ds, "SOPClassUID") or "") or meta_sop
+            if meta_sop == DICOMDIR_SOP:
+                sop = meta_sop
+            if not sop:
+                raise FileSkip("damaged or incomplete DICOM header (no SOP Class UID)", failed=True)
+            if sop not in KEEP_SOP:
+                raise FileSkip(sop_skip_reason(sop))
+            if not has_pixels:
+                missing = [k for k in PIXEL_MODULE if get(ds, k) is None]
+                if missing:  # an image header cut short before its pixel module ended
+                    raise FileSkip("incomplete image header and no pixel data (truncated file?)", failed=True)
+                raise FileSkip("no pixel data")
+            sop_uid = str(get(ds, "SOPInstanceUID") or "")
+            digest = hashlib.blake2b(sop_uid.encode(), digest_size=12).digest() if sop_uid else None
+    except Exception as exc:
+        return FileRead(path, _skipped(path, exc))
+    try:
+        with quiet():
+            images, reason = keyed_images(path, ds, read_frames(ds, sop), keep_components, native)
+            if reason:
+                raise FileSkip(reason)
+            pid = str(get(ds, "PatientID") or "")
+    except Exception as exc:
+        return FileRead(path, None, digest, _skipped(path, exc))
+    return FileRead(path, None, digest, None, pid, tuple(images))
+
+
+def _skipped(path: str, exc: Exception) -> Skipped:
+    if isinstance(exc, FileSkip):
+        return Skipped(path, exc.reason, failed=exc.failed)
+    return Skipped(path, f"unreadable DICOM header ({type(exc).__name__})", failed=True)  # never raise for a bad file
+
+
 def scan_dicom(
-    paths: Iterable[Path], pseudonymize: Pseudonymizer, *, keep_components: bool = False
+    paths: Iterable[Path], pseudonymize: Pseudonymizer, *, keep_components: bool = False, workers: int = 1
 ) -> Iterator[VolumeInfo | Skipped]:
-    """Read headers of `paths`; yield Skipped for files not used (as found), then the volumes."""
+    """Read headers of `paths`; yield Skipped for files not used (as found), then the volumes.
+
+    With `workers` > 1 (and enough files) the files are read by that many processes; the result
+    is the same, since everything that depends on other files is done here, in input order.
+    """
     grouper = Grouper()
     seen_instances: set[bytes] = set()
     patients: dict[str, str] = {}
-
-    for p in paths:
-        path = str(p)
-        if os.path.basename(path).upper() == "DICOMDIR":
-            yield Skipped(path, "DICOMDIR (media directory, not an image)")
-            continue
-        try:
-            with quiet():
-                ds, has_pixels, native = read_header(path)
-                meta_sop = str(get(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID") or "")
-                sop = str(get(ds, "SOPClassUID") or "") or meta_sop
-                if meta_sop == DICOMDIR_SOP:
-                    sop = meta_sop
-                if not sop:
-                    raise FileSkip("damaged or incomplete DICOM header (no SOP Class UID)", failed=True)
-                if sop not in KEEP_SOP:
-                    raise FileSkip(sop_skip_reason(sop))
-                if not has_pixels:
-                    missing = [k for k in PIXEL_MODULE if get(ds, k) is None]
-                    if missing:  # an image header cut short before its pixel module ended
-                        raise FileSkip("incomplete image header and no pixel data (truncated file?)", failed=True)
-                    raise FileSkip("no pixel data")
-                sop_uid = str(get(ds, "SOPInstanceUID") or "")
-                if sop_uid:
-                    digest = hashlib.blake2b(sop_uid.encode(), digest_size=12).digest()
-                    if digest in seen_instances:
-                        raise FileSkip("duplicate copy of an image already found in another file")
-                images, reason = keyed_images(path, ds, read_frames(ds, sop), keep_components, native)
-                if reason:
-                    raise FileSkip(reason)
-                if sop_uid:
-                    seen_instances.add(digest)
-                pid = str(get(ds, "PatientID") or "")
-        except FileSkip as skip:
-            yield Skipped(path, skip.reason, failed=skip.failed)
-            continue
-        except Exception as exc:  # never raise for a user's bad file
-            yield Skipped(path, f"unreadable DICOM header ({type(exc).__name__})", failed=True)
-            continue
-        if pid not in patients:
-            patients[pid] = pseudonymize(pid)
-        for key, facts, slices, diffusion in images:
-            grouper.add(key, facts, slices, patients[pid], diffusion)
+    names = [str(p) for p in paths]
+    with _reads(names, keep_components, workers) as reads:
+        for read in reads:
+            if read.skip is not None:
+                yield read.skip
+                continue
+            if read.digest is not None and read.digest in seen_instances:
+                yield Skipped(read.path, "duplicate copy of an image already found in another file")
+                continue
+            if read.late_skip is not None:
+                yield read.late_skip
+                continue
+            if read.digest is not None:
+                seen_instances.add(read.digest)
+            pid = read.patient_id
+            if pid not in patients:
+                patients[pid] = pseudonymize(pid)
+            for key, facts, slices, diffusion in read.images:
+                grouper.add(key, facts, slices, patients[pid], diffusion)
 
     yield from grouper.volumes(pseudonymize)
+
+
+@contextmanager
+def _reads(paths: list[str], keep_components: bool, workers: int) -> Iterator[Iterable[FileRead]]:
+    """FileReads of `paths` in their order: from a pool of processes, or read here."""
+    if workers <= 1 or len(paths) < _POOL_MIN_FILES:
+        yield (read_file(path, keep_components) for path in paths)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        chunk = max(8, min(256, len(paths) // (workers * 8)))
+        yield pool.map(partial(read_file, keep_components=keep_components), paths, chunksize=chunk)
