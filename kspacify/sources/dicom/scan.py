@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import multiprocessing
 import os
 import zlib
 from collections.abc import Iterable, Iterator
@@ -146,6 +147,10 @@ def _reads(paths: list[str], keep_components: bool, workers: int) -> Iterator[It
     if workers <= 1 or len(paths) < _POOL_MIN_FILES:
         yield (read_file(path, keep_components) for path in paths)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # forkserver where there is one: forking a process that already runs threads (torch's, a
+    # progress bar's) can deadlock the child
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         chunk = max(8, min(256, len(paths) // (workers * 8)))
         yield pool.map(partial(read_file, keep_components=keep_components), paths, chunksize=chunk)
