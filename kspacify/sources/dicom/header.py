@@ -147,11 +147,28 @@ def _element_value(ds: Any, tag: Any, charset: Any) -> Any:
     if vr is None and tag.is_private and isinstance(raw, RawDataElement) and raw.VR in _PLAIN_PRIVATE_VR:
         vr = raw.VR  # an explicit VR that pydicom would not replace: decoded the same way
     if charset and vr and isinstance(raw, RawDataElement) and raw.VR in (None, vr):
+        # the files of a series repeat most values byte for byte (orientation, spacing, UIDs,
+        # timing): each distinct one is decoded once. Values are shared, never mutated.
+        small = raw.value is not None and len(raw.value) <= 256  # (not a CSA header)
+        key = (vr, raw.value, raw.is_little_endian, charset if isinstance(charset, str) else tuple(charset))
+        value = _DECODED.get(key, _DECODED) if small else _DECODED
+        if value is not _DECODED:
+            return value
         try:
-            return convert_value(vr, raw, charset)
+            value = convert_value(vr, raw, charset)
         except Exception:
             pass  # the full path decides: a VR 'UN' fallback, or the same error
+        else:
+            if small:
+                if len(_DECODED) >= _DECODED_MAX:
+                    _DECODED.clear()
+                _DECODED[key] = value
+            return value
     return ds[tag].value
+
+
+_DECODED: dict[tuple, Any] = {}  # (VR, raw bytes, little endian, charset) -> value
+_DECODED_MAX = 1 << 14
 
 
 # ------------------------------------------------------------------------------- value helpers
@@ -432,25 +449,28 @@ def _walk(buf: _Buffer) -> tuple[Any, int, bytes]:
     raw: dict[int, RawDataElement] = {}
     encoding: Any = default_encoding
     size, data = buf.size, buf.data
+    end = len(data)
     unpack = _IMPLICIT_HEAD.unpack_from if implicit else _EXPLICIT_HEAD.unpack_from
+    unpack_long, vr_long, wanted = _UINT32.unpack_from, _VR_LONG.get, _WANTED
     while True:  # the hot loop: one element header per turn, values skipped unless wanted
-        if pos + 12 > len(data):
+        if pos + 12 > end:
             data = buf.need(min(pos + 12, size) if pos + 8 <= size else pos + 8)
+            end = len(data)
         if implicit:
             group, elem, length = unpack(data, pos)
             start = pos + 8
         else:
             group, elem, vr_bytes, length = unpack(data, pos)
-            long_vr = _VR_LONG.get(vr_bytes)
-            if long_vr is None:
-                raise _Unusual("not a VR")
+            long_vr = vr_long(vr_bytes)
             if long_vr:
-                length = _UINT32.unpack_from(data, pos + 8)[0]
+                length = unpack_long(data, pos + 8)[0]
                 start = pos + 12
+            elif long_vr is None:
+                raise _Unusual("not a VR")
             else:
                 start = pos + 8
         tag = group << 16 | elem
-        if tag not in _WANTED and length != 0xFFFFFFFF and tag < 0x7FE00008:
+        if length != 0xFFFFFFFF and tag < 0x7FE00008 and tag not in wanted:
             pos = start + length
             continue
         vr = _IMPLICIT_VR.get(tag) if implicit else vr_bytes.decode()
@@ -464,9 +484,11 @@ def _walk(buf: _Buffer) -> tuple[Any, int, bytes]:
                 raise _Unusual("undefined length value")
             pos = _skip_sequence(buf, start, implicit)
             data = buf.data
+            end = len(data)
             continue
-        if tag in _WANTED:
+        if tag in wanted:
             data = buf.need(start + length)
+            end = len(data)
             value = data[start:start + length] if length else empty_value_for_VR(vr, raw=True)
             raw[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, start, implicit, True)
             if tag == 0x00080005:
