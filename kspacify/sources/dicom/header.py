@@ -28,7 +28,7 @@ import pydicom
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.hooks import hooks as pydicom_hooks
 from pydicom.hooks import raw_element_value, raw_element_vr
@@ -64,10 +64,11 @@ SCAN_TAGS = [Tag(t) for t in (
     0x20010010, 0x20011003, 0x20011004,  # Philips private creator, diffusion b-factor and direction ('I': isotropic)
 )]
 KEYWORDS = {tag: keyword_for_tag(tag) or int(tag) for tag in SCAN_TAGS}  # Header keys; private: the tag
+_KEYWORD_OF = {int(tag): key for tag, key in KEYWORDS.items()}
 # Public tags whose raw elements `Header` may decode itself, with their dictionary VR: not for a
-# sequence or an ambiguous VR (`ds[tag]` post-processes those), nor Specific Character Set (which
-# is decoded with another charset)
-_PLAIN_VR = {tag: dictionary_VR(tag) for tag in SCAN_TAGS if not tag.is_private and tag != 0x00080005
+# sequence or an ambiguous VR (`ds[tag]` post-processes those). (Specific Character Set is a CS,
+# whose converter ignores the charset it is given.)
+_PLAIN_VR = {int(tag): dictionary_VR(tag) for tag in SCAN_TAGS if not tag.is_private
              and dictionary_VR(tag) != "SQ" and dictionary_VR(tag) not in AMBIGUOUS_VR}
 # VRs of private elements (as written in explicit VR files) that `ds[tag]` decodes with the same
 # one call as a public element's: not UN (which pydicom may replace), SQ or an ambiguous VR
@@ -120,14 +121,17 @@ class Header(dict):
     is left out, so it reads as None, as with `get`. (Going through `ds.get(keyword)` for every
     use was most of the header pass.)"""
 
-    def __init__(self, ds: Any):
+    def __init__(self, ds: Any, raw: dict[int, Any] | None = None):
+        """`raw`: the dataset's raw elements by int tag, where the caller made them (the fast
+        reader), so that they need not be looked up through the dataset."""
         super().__init__()
         self.ds = ds
         self.file_meta = getattr(ds, "file_meta", None)
         charset = ds.original_character_set if _default_decoding() else None
-        for tag in ds.keys():
+        items = raw.items() if raw is not None else ((int(tag), ds.get_item(tag)) for tag in ds.keys())
+        for tag, elem in items:  # int tags: BaseTag's Python-level __eq__ made every lookup slow
             try:
-                self[KEYWORDS.get(tag, tag)] = _element_value(ds, tag, charset)
+                self[_KEYWORD_OF.get(tag, tag)] = _element_value(ds, tag, charset, elem)
             except Exception:
                 continue
 
@@ -138,13 +142,13 @@ def _default_decoding() -> bool:
             and not pydicom_hooks.raw_element_kwargs and not pydicom.config.data_element_callback)
 
 
-def _element_value(ds: Any, tag: Any, charset: Any) -> Any:
-    """`ds[tag].value`. A plain element (`_PLAIN_VR`) of a dataset read from a file (`charset`: its
-    character set, given only when pydicom decodes as stock) is decoded with the one call `ds[tag]`
-    would end in, skipping the dataset's bookkeeping, which cost more than the decoding."""
-    raw = ds.get_item(tag)
+def _element_value(ds: Any, tag: int, charset: Any, raw: Any) -> Any:
+    """`ds[tag].value`, `raw` being `ds.get_item(tag)`. A plain element (`_PLAIN_VR`) of a dataset
+    read from a file (`charset`: its character set, given only when pydicom decodes as stock) is
+    decoded with the one call `ds[tag]` would end in, skipping the dataset's bookkeeping, which
+    cost more than the decoding."""
     vr = _PLAIN_VR.get(tag)
-    if vr is None and tag.is_private and isinstance(raw, RawDataElement) and raw.VR in _PLAIN_PRIVATE_VR:
+    if vr is None and tag & 0x10000 and isinstance(raw, RawDataElement) and raw.VR in _PLAIN_PRIVATE_VR:
         vr = raw.VR  # an explicit VR that pydicom would not replace: decoded the same way
     if charset and vr and isinstance(raw, RawDataElement) and raw.VR in (None, vr):
         # the files of a series repeat most values byte for byte (orientation, spacing, UIDs,
@@ -164,7 +168,7 @@ def _element_value(ds: Any, tag: Any, charset: Any) -> Any:
                     _DECODED.clear()
                 _DECODED[key] = value
             return value
-    return ds[tag].value
+    return ds[BaseTag(tag)].value
 
 
 _DECODED: dict[tuple, Any] = {}  # (VR, raw bytes, little endian, charset) -> value
@@ -241,10 +245,10 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
         with fh:
             fast = _fast_read(fh, size) if FAST_READER else None
             if fast is not None:
-                ds, pos, tail = fast
+                ds, pos, tail, raw = fast
             else:
                 fh.seek(0)
-                ds = _pydicom_read(fh)
+                ds, raw = _pydicom_read(fh), None
                 pos = fh.tell()
                 tail = fh.read(12)
             encapsulated_ok = _encapsulated_complete(fh, pos, tail, size, ds)
@@ -265,21 +269,21 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
                 full = pydicom.dcmread(fh, defer_size=256)
         except Exception:
             raise FileSkip("damaged deflated DICOM file", failed=True) from None
-        return Header(ds), "PixelData" in full, None
+        return Header(ds, raw), "PixelData" in full, None
     implicit, little = ds.original_encoding
     if implicit is None:
         implicit, little = False, True
     if len(tail) < 8:
         if tail or pos > size or _short_element(ds, size):
             raise FileSkip("truncated file (header ends early)", failed=True)
-        return Header(ds), False, None
+        return Header(ds, raw), False, None
     endian = "<" if little else ">"
     group, elem = struct.unpack(endian + "HH", tail[:4])
     tag = group << 16 | elem
     if tag in (0x7FE00008, 0x7FE00009):
         raise FileSkip("float pixel data is not supported for MR images")
     if tag != 0x7FE00010:
-        return Header(ds), False, None
+        return Header(ds, raw), False, None
     if implicit:
         length, head_size = struct.unpack(endian + "L", tail[4:8])[0], 8
     else:
@@ -294,10 +298,10 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
             failed=True,
         )
     if length == 0:
-        return Header(ds), False, None
+        return Header(ds, raw), False, None
     if not encapsulated_ok:
         raise FileSkip("truncated or damaged compressed pixel data", failed=True)
-    header = Header(ds)
+    header = Header(ds, raw)
     return header, True, native_pixels(header, ts, pos + head_size, length) if little else None
 
 
@@ -410,9 +414,9 @@ class _Buffer:
         return self.data
 
 
-def _fast_read(fh: Any, size: int) -> tuple[Any, int, bytes] | None:
-    """(dataset of the SCAN_TAGS elements, offset of the pixel data element, its first 12 bytes),
-    or None where pydicom should read the file."""
+def _fast_read(fh: Any, size: int) -> tuple[Any, int, bytes, dict[int, Any]] | None:
+    """(dataset of the SCAN_TAGS elements, offset of the pixel data element, its first 12 bytes,
+    the raw elements by int tag), or None where pydicom should read the file."""
     if not _default_decoding() or pydicom.config.use_DS_numpy or pydicom.config.use_IS_numpy:
         return None
     try:
@@ -421,7 +425,7 @@ def _fast_read(fh: Any, size: int) -> tuple[Any, int, bytes] | None:
         return None
 
 
-def _walk(buf: _Buffer) -> tuple[Any, int, bytes]:
+def _walk(buf: _Buffer) -> tuple[Any, int, bytes, dict[int, Any]]:
     data = buf.need(132)
     if data[128:132] != b"DICM":
         raise _Unusual("no preamble")
@@ -446,7 +450,8 @@ def _walk(buf: _Buffer) -> tuple[Any, int, bytes]:
     first_vr = buf.need(pos + 8)[pos + 4:pos + 6]
     if implicit == (b"AA" <= first_vr <= b"ZZ"):
         raise _Unusual("dataset encoded otherwise than its transfer syntax says")  # pydicom's heuristic decides
-    raw: dict[int, RawDataElement] = {}
+    raw: dict[BaseTag, RawDataElement] = {}
+    ints: dict[int, RawDataElement] = {}  # the same, by int tag
     encoding: Any = default_encoding
     size, data = buf.size, buf.data
     end = len(data)
@@ -490,14 +495,37 @@ def _walk(buf: _Buffer) -> tuple[Any, int, bytes]:
             data = buf.need(start + length)
             end = len(data)
             value = data[start:start + length] if length else empty_value_for_VR(vr, raw=True)
-            raw[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, length, value, start, implicit, True)
+            element = RawDataElement(BaseTag(tag), vr, length, value, start, implicit, True)
+            raw[element.tag] = ints[tag] = element
             if tag == 0x00080005:
-                encoding = convert_encodings(convert_raw_data_element(raw[BaseTag(tag)]).value)
+                encoding = convert_encodings(convert_raw_data_element(element).value)
         pos = start + length
-    ds = Dataset(raw, parent_encoding=default_encoding)
-    ds.set_original_encoding(implicit, True, encoding)
-    ds.file_meta = FileMetaDataset(meta)
-    return ds, pos, data[pos:pos + 12]
+    return _Read(raw, meta, implicit, encoding), pos, data[pos:pos + 12], ints
+
+
+class _Read:
+    """What the fast reader read, standing in for the pydicom Dataset `dcmread` would have made:
+    its encoding, the file meta values the scan asks for, and, for the few elements that need
+    pydicom's full decoding (implicit VR private ones, UN), the Dataset itself, made when first
+    asked (most files never need it; making one per file was a tenth of the header pass)."""
+
+    def __init__(self, raw: dict[Any, RawDataElement], meta: dict[Any, RawDataElement], implicit: bool,
+                 encoding: Any):
+        self._raw = raw
+        self._dataset: Any = None
+        self.original_encoding = (implicit, True)
+        self.original_character_set = encoding
+        self.file_meta = {keyword_for_tag(tag): convert_raw_data_element(elem).value for tag, elem in meta.items()
+                          if tag in (0x00020002, 0x00020010)}
+
+    def __getitem__(self, tag: Any) -> Any:
+        if self._dataset is None:
+            self._dataset = Dataset(self._raw, parent_encoding=default_encoding)
+            self._dataset.set_original_encoding(self.original_encoding[0], True, self.original_character_set)
+        return self._dataset[tag]
+
+    def keys(self) -> Any:
+        return self._raw.keys()
 
 
 def _value_start(buf: _Buffer, pos: int, vr: bytes, length: int) -> tuple[int, int]:
