@@ -85,7 +85,7 @@ def discover(
 
 NIFTI_BESIDE_DICOM = (
     "NIfTI file in a folder that also holds DICOM files, most likely converted from them: not converted, "
-    "so one scan does not enter the data twice under two patient pseudonyms (--nifti-beside-dicom converts it)"
+    "so one scan does not enter the data twice under two patient pseudonyms (name the file to convert it)"
 )
 
 
