@@ -3,7 +3,7 @@
 Why a ratio: the machines are shared and noisy, so only adjacent runs compare. One synthetic
 256x256 DICOM series (benchmarks/convert_speed.py's), written to tmpfs where there is one; each
 repeat runs smooth then gan on the same files; the figure is the median of the per-pair ratios.
-The GAN checkpoint is the bundled one (weights/gan-small.safetensors) unless --checkpoint is given.
+The GAN checkpoint is the bundled one (kspacify/weights/gan-small.safetensors) unless --checkpoint is given.
 
     python benchmarks/gan_speed.py [--slices 64] [--repeats 5] [--checkpoint PATH] [--batch-size 16]
 """

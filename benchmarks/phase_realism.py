@@ -1,94 +1,75 @@
-"""Realism of each registered phase method against real acquired phase.
+"""Realism of every phase method against held-out real phase, per sequence family.
 
-    python benchmarks/phase_realism.py
+    python benchmarks/phase_realism.py                   # the shared spin-echo set; writes the docs table
+    python benchmarks/phase_realism.py --card sbdm --card gan   # also record the numbers in those model cards
 
-For every method in the phase registry that says it is usable here (smooth, physics, zero now; sbdm
-and gan join by themselves once they are), phase is synthesized for the magnitudes of the real-phase
-set (../shared/data/real-phase, read by kspacify.datasets at 256x256), one batch per volume, with
-seeds 0, 1, 2, and the three realism measures are computed against the real phase of the same slices.
-Two comparisons:
-
-* paired: method on all slices vs real on all slices (same magnitudes);
-* cross-half: the slices split into halves (every other slice in reading order); method on one half
-  vs real on the other, averaged over both ways round. Its floor is real vs real across the halves
-  (same sample sizes, same magnitude mismatch), the row "real (split-half floor)".
-
-The markdown table is printed and written into docs/phase-methods.md, section `## Realism measures`,
-between the markers below (the rest of that section is prose kept by hand). Nothing here feeds back
-into any phase model: the shared slices are a measurement set only.
+The set is ../shared/data/real-phase-train (T2 fast spin echo, 3 T) without every volume that an
+evaluated learned method trained or validated on (its model card lists their fingerprints), so no
+model is scored on data it saw. Each method synthesizes phase for the set's magnitudes, told the
+volumes' acquisition (`physics` then takes its spin-echo branch, the SBDM its spin-echo condition),
+with seeds 0, 1, 2; the `... (acquisition unknown)` rows withhold it. Measures
+(`kspacify.realism.evaluate`, lower is closer): gradient W1, spectrum RMS, feature FD (a network
+trained on physics-family phase: it favours physics) and the classifier two-sample AUROC (a small
+CNN trained on half the volumes to tell real from synthetic, scored on the other half; 0.5 =
+indistinguishable). The markdown table goes into docs/phase-methods.md between the markers; with
+`--card NAME` the numbers go into that checkpoint's card as `quality.realism.by_family.spin_echo`,
+which `--phase auto` reads (`kspacify.weights.realism_gate`).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
+import json
 import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kspacify import phase  # noqa: E402
-from kspacify.datasets import iter_slices  # noqa: E402
-from kspacify.device import resolve_device  # noqa: E402
-from kspacify.realism import MEASURES, PhaseStatistics, compare, default_feature_net, describe, describe_slices  # noqa: E402
+import numpy as np  # noqa: E402
 
-REAL_PHASE = ROOT.parent / "shared" / "data" / "real-phase"
+from kspacify import phase  # noqa: E402
+from kspacify.acquisition import UNKNOWN  # noqa: E402
+from kspacify.benchmark import SHARED_REAL_PHASE_TRAIN, SHARED_TRAIN_ACQUISITION  # noqa: E402
+from kspacify.datasets import fingerprint, list_volumes, load_pairs  # noqa: E402
+from kspacify.realism import compare, default_feature_net  # noqa: E402
+from kspacify.realism.evaluate import ALL_MEASURES, evaluate_method, real_statistics  # noqa: E402
+
 DOCS = ROOT / "docs" / "phase-methods.md"
 SECTION = "## Realism measures"
 BEGIN = "<!-- phase_realism.py: begin table -->"
 END = "<!-- phase_realism.py: end table -->"
-SEEDS = (0, 1, 2)
-LABELS = {"gradient_w1": "gradient W1", "spectrum_rms": "spectrum RMS", "feature_fd": "feature FD"}
+LABELS = {"gradient_w1": "gradient W1", "spectrum_rms": "spectrum RMS", "feature_fd": "feature FD", "classifier_auroc": "classifier AUROC"}
+FAMILY = SHARED_TRAIN_ACQUISITION.family.value
 
 
-def synthesize(name: str, magnitudes: dict[str, np.ndarray], seed: int, where: str) -> dict[str, np.ndarray]:
-    """Phase for each volume's magnitudes (one batch per volume, a generator per (seed, volume))."""
-    synthesizer = phase.create(name, device=where)
-    return {
-        key: synthesizer.synthesize(m, np.random.default_rng([seed, index]))
-        for index, (key, m) in enumerate(sorted(magnitudes.items()))
-    }
+def seen_by(synthesizer: object) -> set[str]:
+    card = getattr(synthesizer, "card", None) or {}
+    return set(card.get("data", {}).get("fingerprints", []) or [])
 
 
-def cross_half(a: PhaseStatistics, b: PhaseStatistics, half: np.ndarray) -> dict[str, float]:
-    """Mean of compare(a on half 0, b on half 1) and compare(a on half 1, b on half 0)."""
-    one, two = compare(a.take(half), b.take(~half)), compare(a.take(~half), b.take(half))
-    return {k: (one[k] + two[k]) / 2 for k in MEASURES}
-
-
-def fmt(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3g}"
-    return f"{np.mean(values):.3g} ± {np.std(values, ddof=1):.2g}"
-
-
-def table(rows: list[tuple[str, dict[str, list[float]], dict[str, list[float]]]]) -> str:
-    head = "| method | " + " | ".join(f"{LABELS[m]} paired" for m in MEASURES) + " | "
-    head += " | ".join(f"{LABELS[m]} cross-half" for m in MEASURES) + " |"
-    lines = [head, "| --- |" + " ---: |" * (2 * len(MEASURES))]
-    for name, paired, crossed in rows:
-        cells = [fmt(paired[m]) if paired else "" for m in MEASURES] + [fmt(crossed[m]) for m in MEASURES]
+def table(rows: list[tuple[str, dict]]) -> str:
+    head = "| method | " + " | ".join(LABELS[m] for m in ALL_MEASURES) + " |"
+    lines = [head, "| --- |" + " ---: |" * len(ALL_MEASURES)]
+    for name, result in rows:
+        cells = []
+        for m in ALL_MEASURES:
+            values = result["per_seed"].get(m, [])
+            cells.append("" if not values else f"{np.mean(values):.3g}" if len(values) == 1 else f"{np.mean(values):.3g} ± {np.std(values, ddof=1):.2g}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def record_realism(card_path: Path, model: dict[str, float], anchors: dict[str, dict[str, float]], **facts: object) -> None:
-    """Write `quality.realism` into a checkpoint's model card: the model's paired measures against the
-    real-phase set beside those of `physics` (and other anchors) from the same run; `--phase auto`
-    reads it (`kspacify.weights.realism_gate`). The weights file, and so its sha256, is untouched."""
-    import json
-
+def record(card_path: Path, model: dict[str, float], physics: dict[str, float], facts: dict) -> None:
+    """Write the family's numbers into a model card (the weights, and their sha256, are untouched)."""
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    card.setdefault("quality", {})["realism"] = {
-        "set": "real-phase slices of ../shared/data/real-phase (measurement only, never trained on)",
-        "comparison": "paired: each method's phase vs the acquired phase of the same magnitudes; lower is closer",
-        "seeds": list(SEEDS), **facts, "model": model, **anchors,
-    }  # fmt: skip
+    realism = card.setdefault("quality", {}).setdefault("realism", {})
+    realism.setdefault("by_family", {})[FAMILY] = {**facts, "model": model, "physics": physics}
     card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
 
 
@@ -110,58 +91,77 @@ def write_docs(block: str) -> None:
 
 
 def main() -> None:
-    if not REAL_PHASE.is_dir():
-        print(f"skipping: real-phase data not found at {REAL_PHASE}")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=SHARED_REAL_PHASE_TRAIN)
+    parser.add_argument("--methods", nargs="*", default=["zero", "smooth", "physics", "gan", "sbdm"])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--option", action="append", default=[], help="METHOD:KEY=VALUE, e.g. sbdm:checkpoint=runs/x.safetensors")
+    parser.add_argument("--card", action="append", default=[], help="record the numbers in this method's checkpoint card")
+    parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"skipping: real-phase data not found at {args.data}")
         return
     started = time.perf_counter()
-    slices = list(iter_slices(REAL_PHASE, size=256))
-    keys = [s.volume_key for s in slices]
-    magnitudes = {k: np.stack([s.magnitude for s in slices if s.volume_key == k]) for k in sorted(set(keys))}
+    options: dict[str, dict[str, str]] = {}
+    for item in args.option:
+        method, _, pair = item.partition(":")
+        key, _, value = pair.partition("=")
+        options.setdefault(method, {})[key] = value
+    synthesizers = {}
+    for name in args.methods:
+        try:
+            synthesizers[name] = phase.create(name, device="cpu", **options.get(name, {}))
+        except Exception as error:  # a method that cannot be built here is reported, not measured
+            print(f"{name}: skipped ({error})")
+    refs = list_volumes(args.data)
+    seen = set().union(*(seen_by(s) for s in synthesizers.values()))
+    held_out = [r for r in refs if fingerprint(r) not in seen]
+    pairs = load_pairs(held_out, 256, SHARED_TRAIN_ACQUISITION)
+    print(f"{len(held_out)} held-out volumes ({len(pairs)} slices) of {len(refs)}; {len(refs) - len(held_out)} left out as seen")
     net = default_feature_net()
-    real = describe_slices(slices, features=net)
-    half = np.arange(len(slices)) % 2 == 0
-    order = {k: [i for i, key in enumerate(keys) if key == k] for k in magnitudes}
-
-    rows = []
-    where = str(resolve_device("auto"))
-    for name, spec in phase.registry().items():
-        usable, reason = spec.usable(where)
-        if not usable:
-            print(f"{name}: skipped ({reason})")
-            continue
-        paired: dict[str, list[float]] = {m: [] for m in MEASURES}
-        crossed: dict[str, list[float]] = {m: [] for m in MEASURES}
-        for seed in SEEDS:
-            phases = synthesize(name, magnitudes, seed, where)
-            synthesized = np.empty((len(slices), 256, 256), dtype=np.float32)
-            for k, rows_of_k in order.items():
-                synthesized[rows_of_k] = phases[k]
-            stats = describe(np.stack([s.magnitude for s in slices]), synthesized, features=net, keys=keys)
-            for m, value in compare(stats, real).items():
-                paired[m].append(value)
-            for m, value in cross_half(stats, real, half).items():
-                crossed[m].append(value)
-        rows.append((name, paired, crossed))
-        print(f"{name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
+    real = real_statistics(pairs, net)
+    unknown = replace(pairs, acquisitions=[UNKNOWN] * len(pairs.keys))
+    rows, results = [], {}
+    for name, synthesizer in synthesizers.items():
+        for label, data in ((name, pairs), (f"{name} (acquisition unknown)", unknown)):
+            if label.endswith("(acquisition unknown)") and name in ("zero", "smooth", "gan"):
+                continue  # they do not read the acquisition
+            results[label] = evaluate_method(synthesizer, data, args.seeds, net, real)
+            rows.append((label, results[label]))
+            print(f"{label}: {results[label]['mean']} ({time.perf_counter() - started:.0f} s)", flush=True)
+    volumes = sorted(set(pairs.keys))
+    half = np.isin(pairs.volume, np.arange(0, len(volumes), 2))
     floor = compare(real.take(half), real.take(~half))
-    rows.append(("real (split-half floor)", {}, {m: [floor[m]] for m in MEASURES}))
+    rows.append(("real, one half of the volumes vs the other (floor)", {"per_seed": {m: [v] for m, v in floor.items()}}))
 
-    counts = ", ".join(f"{k} {len(v)}" for k, v in order.items())
-    machine = f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPUs, {where}"
-    block = "\n".join(
-        [
-            table(rows),
-            "",
-            f"Real-phase set: {len(slices)} slices ({counts}); halves {int(half.sum())} / {int((~half).sum())} slices. "
-            f"Methods: mean ± sd over seeds {', '.join(map(str, SEEDS))}. Lower is closer to real phase.",
-            "",
-            f"Made by `python benchmarks/phase_realism.py` on {_dt.date.today().isoformat()} ({machine}; "
-            f"{time.perf_counter() - started:.0f} s).",
-        ]
-    )
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, CPU"
+    block = "\n".join([
+        table(rows), "",
+        f"Held-out real spin-echo slices: {len(pairs)} slices of {len(held_out)} volumes of {args.data.name} "
+        f"({len(refs) - len(held_out)} volumes left out: a learned method trained or validated on them). Methods: "
+        f"mean ± sd over seeds {', '.join(map(str, args.seeds))}; told the set's acquisition ({FAMILY}, 3 T) unless the "
+        "row says unknown. Lower is closer to real phase; the classifier AUROC's floor is 0.5.", "",
+        f"Made by `python benchmarks/phase_realism.py` on {_dt.date.today().isoformat()} ({machine}; "
+        f"{time.perf_counter() - started:.0f} s).",
+    ])  # fmt: skip
     print(block)
-    write_docs(block)
-    print(f"\nwrote the table into {DOCS.relative_to(ROOT)} ({SECTION})")
+    if not args.no_docs:
+        write_docs(block)
+        print(f"wrote the table into {DOCS.relative_to(ROOT)}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    facts = {"set": f"held-out volumes of {args.data.name} ({len(pairs)} slices; never trained or validated on)",
+             "seeds": args.seeds, "measured": _dt.date.today().isoformat(), "lower_is_closer": True}  # fmt: skip
+    for name in args.card:
+        synthesizer = synthesizers.get(name)
+        path = getattr(synthesizer, "path", None)
+        if synthesizer is None or path is None:
+            print(f"--card {name}: no checkpoint to record into")
+            continue
+        record(Path(path).with_suffix(".json"), results[name]["mean"], results["physics"]["mean"], facts)
+        print(f"recorded the {FAMILY} realism in {Path(path).with_suffix('.json')}")
 
 
 if __name__ == "__main__":

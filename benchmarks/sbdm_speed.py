@@ -51,7 +51,7 @@ NETWORKS = {
     "small@128": ScoreNetConfig.preset("small", image_size=128),
     "small@64": ScoreNetConfig.preset("small", image_size=64),
     "small@32": ScoreNetConfig.preset("small", image_size=32),
-    "bundled (small, nf 16)@32": ScoreNetConfig.preset("small", nf=16, image_size=32),  # weights/sbdm-small
+    "bundled (small, nf 16)@32": ScoreNetConfig.preset("small", nf=16, image_size=32),  # kspacify/weights/sbdm-small
 }
 REFERENCE = ("paper@256", "pc", 1000)
 DEFAULT = ("small@64", "dpm2m", 25)

@@ -1,4 +1,4 @@
-"""Train the realism feature network and write weights/phase-features.safetensors + its model card.
+"""Train the realism feature network and write kspacify/weights/phase-features.safetensors + its model card.
 
     python benchmarks/train_phase_features.py
 

@@ -4,14 +4,17 @@
 manifest shard; `convert_one` converts one planned volume (`kspacify.executors` decides where).
 Each volume draws its random numbers from a stream derived from the seed and the volume's identity,
 so the output of a volume does not depend on which other volumes are converted, in which order,
-or by how many workers or machines.
+or by how many workers or machines. A volume that cannot be converted (a source fault, values that
+are no magnitudes, more memory than there is) is one failed Outcome, never the end of the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +22,17 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from kspacify import __version__, fastmri_io, phase, sources
+from kspacify import __version__, coils, fastmri_io, memory, phase, sources, termination
+from kspacify.atomic import new_run
+from kspacify.coils import DEFAULT_MODEL as DEFAULT_COIL_MODEL
+from kspacify.errors import VolumeError
 from kspacify.kspace import to_kspace
 from kspacify.manifest import Entry, Shard, read_manifest
-from kspacify.preprocess import Preprocessing, normalization_scale, resize, resized_spacing
+from kspacify.preprocess import Preprocessing, normalization_scale, resize, resized_spacing, usable_magnitudes
+from kspacify.seeding import stream
 from kspacify.sources import Found, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
+from kspacify.sources.base import safe_name
+from kspacify.sources.checks import location
 
 
 @dataclass(frozen=True)
@@ -32,9 +41,21 @@ class ConvertConfig:
 
     preprocessing: Preprocessing = Preprocessing()
     phase: str = "smooth"  # a resolved registry name, not "auto"
-    phase_options: dict[str, Any] = field(default_factory=dict)
+    phase_options: dict[str, Any] = field(default_factory=dict)  # as given: `phase.create` types and checks them
+    device: str = "auto"
     seed: int = 0
     batch_size: int = 16
+    coils: int = 1  # 1: the single-coil file; more: a synthesized array (`kspacify.coils`)
+    coil_model: str = DEFAULT_COIL_MODEL
+    coil_options: dict[str, Any] = field(default_factory=dict)  # as given: `coils.create` types and checks them
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run gives each conversion besides the volume and the config (which fix the bytes)."""
+
+    run: str = field(default_factory=new_run)  # names this run's temporaries (`kspacify.atomic`)
+    max_memory: int | None = None  # bytes one conversion may use; None: what the system has available
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,8 @@ class Outcome:
     status: str  # "written" | "exists" | "dry-run" | "failed"
     reason: str = ""
     seconds: float = 0.0
+    notes: tuple[str, ...] = ()  # what was done about odd input (PHI-free), for the user and the file
+    phase: str = ""  # the method that synthesized this volume (what `auto` chose for it)
 
     def json(self, phase_method: str) -> dict[str, Any]:
         info = self.volume.info
@@ -67,9 +90,10 @@ class Outcome:
             "files": len(files),
             "output": str(self.volume.output),
             "slices": info.shape[0],
-            "phase": phase_method,
+            "phase": self.phase or phase_method,
             "skipped_files": self.volume.skipped_nearby,
             **({"reason": self.reason} if self.reason else {}),
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
@@ -97,6 +121,7 @@ def plan(
     *,
     single_file: bool,
     keep_components: bool = False,
+    keep_names: bool = False,
     nifti_beside_dicom: bool = False,
     workers: int = 1,
 ) -> Plan:
@@ -105,7 +130,7 @@ def plan(
     (see `sources.scan`)."""
     infos: list[VolumeInfo] = []
     skipped: list[Skipped] = []
-    for item in sources.scan(found, Pseudonymizer(salt), keep_components=keep_components,
+    for item in sources.scan(found, Pseudonymizer(salt), keep_components=keep_components, keep_names=keep_names,
                              nifti_beside_dicom=nifti_beside_dicom, workers=workers):
         (skipped if isinstance(item, Skipped) else infos).append(item)
     skipped_per_folder = Counter(str(Path(s.path).parent) for s in skipped)
@@ -115,54 +140,108 @@ def plan(
 
 def name_outputs(entries: Iterable[Entry], out: Path, *, single_file: bool) -> Iterator[PlannedVolume]:
     """`out` itself in single-file mode, else `out/<name>.h5`, made unique in the order given: the
-    same entries in the same order always get the same names (which is what lets shards agree)."""
+    same entries in the same order always get the same names (which is what lets shards agree).
+    A name is a plain file name (`safe_name`), so no output lands outside `out`."""
     used: Counter[str] = Counter()
     for entry in entries:
         if single_file:
             output = out
         else:
-            used[entry.info.name] += 1
-            suffix = "" if used[entry.info.name] == 1 else f"_{used[entry.info.name]}"
-            output = out / f"{entry.info.name}{suffix}.h5"
+            name = safe_name(entry.info.name)
+            used[name] += 1
+            suffix = "" if used[name] == 1 else f"_{used[name]}"
+            output = out / f"{name}{suffix}.h5"
         yield PlannedVolume(entry.info, output, entry.skipped_nearby)
 
 
-def plan_manifest(manifest: Path, out: Path, shard: Shard, *, single_file: bool) -> list[PlannedVolume]:
+def plan_manifest(manifest: Path, out: Path, shard: Shard, *, single_file: bool) -> Plan:
     """This shard's volumes of a manifest, named from the whole manifest; streamed, so only this
-    shard's share is held in memory."""
-    return shard.select(name_outputs(read_manifest(manifest), out, single_file=single_file))
+    shard's share is held in memory. Each entry passes `sources.check` again (a manifest may have
+    been edited, or its files changed since the scan); one that fails is in `skipped`."""
+    volumes: list[PlannedVolume] = []
+    skipped: list[Skipped] = []
+    for item in shard.select(name_outputs(read_manifest(manifest), out, single_file=single_file)):
+        checked = sources.check(item.info)
+        if isinstance(checked, Skipped):
+            skipped.append(checked)
+        else:
+            volumes.append(PlannedVolume(checked, item.output, item.skipped_nearby))
+    return Plan(volumes, skipped)
 
 
-def volume_rng(seed: int, info: VolumeInfo, batch_start: int) -> np.random.Generator:
-    """The random stream of one batch of one volume: a function of the seed and the volume only."""
-    return np.random.default_rng([seed, int(info.key[:15], 16), batch_start])
+def memory_needed(info: VolumeInfo, config: ConvertConfig) -> int:
+    """Bytes converting `info` takes at its peak, estimated: the float32 volume about three times
+    over (a reader's decoded copy, the volume, the magnitude check's copy), and one slab of
+    `batch_size` slices at the input and at the output size (magnitude, phase, k-space, FFT work;
+    with coils, each coil's image and k-space too)."""
+    slices, rows, cols = info.shape
+    batch = min(config.batch_size, slices)
+    per_pixel = 8 + 6 * max(config.coils - 1, 0)  # 4-byte words per output pixel of a slab
+    return 4 * (3 * slices * rows * cols + 3 * batch * rows * cols + per_pixel * batch * config.preprocessing.size**2)
 
 
-def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig, output: Path) -> None:
-    """Normalize one volume, then slab by slab: resize, synthesize phase, transform, write.
+def _over_budget(info: VolumeInfo, config: ConvertConfig, context: RunContext) -> str | None:
+    needed = memory_needed(info, config)
+    limit = context.max_memory if context.max_memory is not None else memory.available()
+    if limit is None or needed <= limit:
+        return None
+    where = "--max-memory" if context.max_memory is not None else "available"
+    return (f"{location(info)}: converting {info.shape[0]} x {info.shape[1]} x {info.shape[2]} "
+            f"pixels needs about {memory.human(needed)}, more than the {memory.human(limit)} {where}")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _no_stray_output() -> Iterator[None]:
+    """Numeric and library warnings (an overflowing cast, an odd header) stay off stderr: what
+    matters about a volume is said once, as a note or a failure reason."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig, output: Path,
+                 run: str | None = None) -> tuple[str, list[str]]:  # fmt: skip
+    """Check the magnitudes, normalize the volume, then slab by slab: resize, synthesize phase,
+    transform, write (under a temporary of `run`). Returns the phase method used (`auto` chooses one
+    per volume, by its acquisition) and notes on what was changed in the input.
 
     The scale comes from the whole volume; everything else is per slice, so slabs of `batch_size`
     slices keep memory to one slab beyond the loaded volume. `reconstruction_esc` is the magnitude
-    itself: |ifft2c(kspace)| equals it to float32 rounding, so no inverse FFT is needed.
+    itself: |ifft2c(kspace)| equals it to float32 rounding, so no inverse FFT is needed. With
+    `config.coils` > 1 the coil step (`kspacify.coils`) turns each slab into coil k-space and the
+    RSS target instead.
     """
     info = volume.info
+    if isinstance(synthesizer, phase.AutoPhase):
+        synthesizer, _ = synthesizer.for_acquisition(info.acquisition)
     prep = config.preprocessing
+    data, notes = usable_magnitudes(volume.data)
+    volume = Volume(info, data)
     spacing = (info.spacing[1], info.spacing[2])
-    scale = normalization_scale(volume.data, prep.percentile)
-    pixel_spacing = resized_spacing(volume.data.shape[1:], spacing, prep.size, prep.fit)
+    scale = normalization_scale(data, prep.percentile)
+    pixel_spacing = resized_spacing(data.shape[1:], spacing, prep.size, prep.fit)
     field_strength = info.meta.get("magnetic_field_strength")
     header = fastmri_io.ismrmrd_header(
         (prep.size, prep.size),
         (pixel_spacing * prep.size, pixel_spacing * prep.size, float(info.spacing[0])),
         float(field_strength) if field_strength else None,
+        config.coils,
     )
     slices = volume.data.shape[0]
-    with fastmri_io.VolumeWriter(output, (slices, prep.size, prep.size), header) as writer:
+    array = _coil_step(volume, config, scale, pixel_spacing) if config.coils > 1 else None
+    shape = (slices, prep.size, prep.size) if array is None else (slices, config.coils, prep.size, prep.size)
+    with fastmri_io.VolumeWriter(output, shape, header, run=run) as writer:
         for start in range(0, slices, config.batch_size):
-            magnitude, _ = resize(volume.data[start : start + config.batch_size], spacing, prep.size, prep.fit)
+            termination.check()  # SIGTERM, Ctrl-C: abandon the volume here, between two slabs
+            magnitude, _ = resize(data[start : start + config.batch_size], spacing, prep.size, prep.fit)
             magnitude *= np.float32(1.0 / scale)
-            phases = synthesizer.synthesize(magnitude, volume_rng(config.seed, info, start))
-            writer.write(start, to_kspace(magnitude, phases), magnitude)
+            phases = synthesizer.synthesize(magnitude, stream(config.seed, info.key, start), info.acquisition)
+            if array is None:
+                writer.write(start, to_kspace(magnitude, phases), magnitude)
+            else:
+                array.encode(start, magnitude, phases, stream(config.seed, info.key, coils.GEOMETRY_STREAM + 1 + start), writer.write)
+        if array is not None:
+            writer.attrs.update(array.attrs())
         settings = synthesizer.settings()
         writer.attrs.update(
             {
@@ -180,34 +259,72 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
                 "fit": prep.fit,
                 "normalization_percentile": prep.percentile,
                 "normalization_scale": scale,
-                "acquisition_meta": info.meta,
+                "acquisition_meta": {k: v for k, v in info.meta.items() if k != "notes"},
+                "acquisition_record": info.acquisition.to_json(),
             }
         )
         if settings.get("checkpoint_sha256"):
             writer.attrs["checkpoint_sha256"] = settings["checkpoint_sha256"]
+        all_notes = [*info.meta.get("notes", []), *notes]
+        if all_notes:
+            writer.attrs["notes"] = all_notes
+    return synthesizer.name, notes
 
 
-def load_one(item: PlannedVolume) -> Volume | Outcome:
-    """The volume's pixels, or a failed Outcome naming the source fault."""
+def _coil_step(volume: Volume, config: ConvertConfig, scale: float, pixel_spacing: float) -> coils.VolumeCoils:
+    """The volume's synthesized array: loops placed around its object, drawn from the volume's coil
+    stream, receiver noise scaled from the noise of a few of its middle slices (resized, normalized)."""
+    info, prep = volume.info, config.preprocessing
+    model = coils.create(config.coil_model, config.coils, config.coil_options)
+    b0 = coils.b0_direction(info.acquisition, info.meta.get("plane"))
+    body = coils.body_from_volume(volume.data, info.spacing, scale, b0)
+    slices = volume.data.shape[0]
+    middle = np.unique(np.linspace(0.25 * (slices - 1), 0.75 * (slices - 1), min(slices, 4)).round().astype(int))
+    sample, _ = resize(volume.data[middle], (info.spacing[1], info.spacing[2]), prep.size, prep.fit)
+    sigma = coils.noise_sigma(sample * np.float32(1.0 / scale)) * model.options.noise_scale
+    array = model.draw(body, stream(config.seed, info.key, coils.GEOMETRY_STREAM))
+    positions = coils.slice_positions(slices, float(info.spacing[0]))
+    return coils.VolumeCoils(array, prep.size, pixel_spacing, positions, sigma, model.settings())
+
+
+def load_one(item: PlannedVolume, config: ConvertConfig | None = None, context: RunContext | None = None) -> Volume | Outcome:
+    """The volume's pixels, or a failed Outcome naming the source fault (or that there is not the
+    memory for it: checked before anything is allocated)."""
+    termination.check()
+    refused = _over_budget(item.info, config or ConvertConfig(), context or RunContext())
+    if refused:
+        return Outcome(item, "failed", refused)
     try:
-        return sources.load(item.info)
+        with _no_stray_output():
+            return sources.load(item.info)
     except SourceError as error:
         return Outcome(item, "failed", str(error))
+    except MemoryError:
+        return Outcome(item, "failed", f"{location(item.info)}: out of memory reading it")
 
 
 def convert_one(
-    item: PlannedVolume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig, volume: Volume | None = None
-) -> Outcome:
-    """Load (unless `volume` is given), synthesize and write one volume; a source or write fault
-    becomes a failed Outcome, not an exception."""
+    item: PlannedVolume, synthesizer: phase.PhaseSynthesizer, config: ConvertConfig, volume: Volume | None = None,
+    context: RunContext | None = None,
+) -> Outcome:  # fmt: skip
+    """Load (unless `volume` is given), synthesize and write one volume; a source, value, memory or
+    write fault becomes a failed Outcome, not an exception."""
     started = time.perf_counter()
-    loaded = volume if volume is not None else load_one(item)
+    context = context or RunContext()
+    loaded = volume if volume is not None else load_one(item, config, context)
     if isinstance(loaded, Outcome):
         return loaded
     try:
-        write_volume(loaded, synthesizer, config, item.output)
-    except SourceError as error:
-        return Outcome(item, "failed", str(error), time.perf_counter() - started)
+        with _no_stray_output():
+            method, notes = write_volume(loaded, synthesizer, config, item.output, run=context.run)
+    except (SourceError, VolumeError) as error:
+        where = location(item.info)
+        reason = str(error) if isinstance(error, SourceError) else f"{where}: {error}"
+        return Outcome(item, "failed", reason, time.perf_counter() - started)
+    except MemoryError:
+        reason = f"{location(item.info)}: out of memory converting it"
+        return Outcome(item, "failed", reason, time.perf_counter() - started)
     except OSError as error:
         return Outcome(item, "failed", f"cannot write {item.output}: {error.strerror or error}", time.perf_counter() - started)
-    return Outcome(item, "written", seconds=time.perf_counter() - started)
+    return Outcome(item, "written", seconds=time.perf_counter() - started, phase=method,
+                   notes=(*item.info.meta.get("notes", []), *notes))  # fmt: skip

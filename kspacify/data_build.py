@@ -31,7 +31,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import re
 import shutil
 import zipfile
@@ -45,8 +44,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from kspacify import __version__, phase, sources
+from kspacify.atomic import atomic_path, write_json
 from kspacify.datasets import NORMALIZATION_PERCENTILE
 from kspacify.preprocess import Preprocessing, normalization_scale, resize
+from kspacify.seeding import stream
 from kspacify.sources import Found, Pseudonymizer, Skipped, SourceError, VolumeInfo
 
 FORMAT = "kspacify-data-build"
@@ -323,7 +324,7 @@ def collect(
         if entry is not None and entry.member in seen:
             continue  # the same member in two wheels given (e.g. two versions): the first wins
         infos: list[VolumeInfo] = []
-        for result in sources.scan([Found(found.path, explicit=True)], pseudonymize):
+        for result in sources.scan([Found(found.path, explicit=True)], pseudonymize, keep_names=True):
             if isinstance(result, Skipped):
                 skipped.append(Skipped(f"{found.origin.get('archive', found.path)}:{found.origin.get('member', '')}", result.reason, result.failed))
             else:
@@ -339,7 +340,7 @@ def collect(
             origin = {**found.origin, "description": entry.description, "license": entry.license}
             items.append(Item(info, entry.subject, name, origin))
     if plain:
-        for result in sources.scan(sources.discover(plain), pseudonymize):
+        for result in sources.scan(sources.discover(plain), pseudonymize, keep_names=True):
             if isinstance(result, Skipped):
                 skipped.append(result)
             else:
@@ -412,11 +413,6 @@ def magnitudes(
     return stack, origins, {"convert_scale": scale, "planes": per_plane}
 
 
-def volume_rng(seed: int, item: Item, draw: int) -> np.random.Generator:
-    """The random stream of one draw of one volume: from the seed and the volume's identity only
-    (`VolumeInfo.key`, the same whether the file came from a wheel or an installed package)."""
-    return np.random.default_rng([seed, int(item.info.key[:15], 16), draw])
-
 
 def build_volume(item: Item, synthesizer: phase.PhaseSynthesizer, config: BuildConfig, out: Path) -> Built:
     """Load, slice, preprocess and give `config.draws` phase maps to one volume; write its files."""
@@ -432,7 +428,7 @@ def build_volume(item: Item, synthesizer: phase.PhaseSynthesizer, config: BuildC
     stack = (stack / np.float32(rescale)).astype(np.float32)
     images = np.empty((*stack.shape[1:], len(stack), config.draws), dtype=np.complex64)
     for draw in range(config.draws):
-        phases = synthesizer.synthesize(stack, volume_rng(config.seed, item, draw))
+        phases = synthesizer.synthesize(stack, stream(config.seed, item.info.key, draw))
         images[..., draw] = np.moveaxis(stack * np.exp(1j * phases.astype(np.complex64)), 0, -1)
     folder = out / item.subject
     folder.mkdir(parents=True, exist_ok=True)
@@ -466,24 +462,16 @@ def build_volume(item: Item, synthesizer: phase.PhaseSynthesizer, config: BuildC
         "phase_method": synthesizer.name,
         "phase_settings": synthesizer.settings(),
         "seed": config.seed,
-        "rng": "numpy default_rng([seed, int(VolumeInfo.key[:15], 16), draw]), one call per draw over all slices",
+        "rng": "kspacify.seeding.stream(seed, VolumeInfo.key, draw), one call per draw over all slices",
         "kspacify_version": __version__,
     }
-    _write_json(out / record["sidecar"], sidecar)
+    write_json(out / record["sidecar"], sidecar)
     return Built(item, record)
 
 
 def _save_nifti(array: np.ndarray, affine: np.ndarray, target: Path) -> None:
-    """Write beside the target under a hidden name and rename: a file that exists is complete."""
-    temporary = target.with_name(f".{target.name[: -len('.nii.gz')]}.tmp.nii.gz")
-    nibabel.save(nibabel.Nifti1Image(array, affine), str(temporary))
-    os.replace(temporary, target)
-
-
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    with atomic_path(target, suffix=".nii.gz") as temporary:  # nibabel compresses by the name
+        nibabel.save(nibabel.Nifti1Image(array, affine), str(temporary))
 
 
 def prepare_output(out: Path, overwrite: bool) -> None:
@@ -567,5 +555,5 @@ def write_manifest(
         "licenses": licenses,
     }
     path = out / "manifest.json"
-    _write_json(path, document)
+    write_json(path, document)
     return path

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from kspacify.errors import UsageError
+
 if TYPE_CHECKING:
     import torch
 
@@ -16,7 +18,7 @@ DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """The torch device `name` stands for; an explicit device that is not present is a ValueError,
+    """The torch device `name` stands for; an explicit device that is not present is a UsageError,
     so a typo or a missing GPU fails before any work instead of silently running on the CPU."""
     import torch
 
@@ -29,15 +31,15 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "mps":
         if not _mps_available():
-            raise ValueError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+            raise UsageError("--device mps: Apple MPS is not available here; use --device cpu or auto")
         return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", name)
     if match is None:
-        raise ValueError(f"unknown device {name!r}; choose {DEVICE_CHOICES}")
+        raise UsageError(f"unknown device {name!r}; choose {DEVICE_CHOICES}")
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     index = int(match.group(1) or 0)
     if index >= count:
-        raise ValueError(f"--device {name}: {count} CUDA device(s) available; use --device cpu or auto")
+        raise UsageError(f"--device {name}: {count} CUDA device(s) available; use --device cpu or auto")
     return torch.device(name)
 
 

@@ -10,6 +10,7 @@ multiplication by a +-1 checkerboard before and after the transform (3x faster t
 
 from __future__ import annotations
 
+import functools
 from typing import TypeVar
 
 import numpy as np
@@ -70,3 +71,57 @@ def to_kspace(magnitude: np.ndarray, phase: np.ndarray, out: np.ndarray | None =
     image.real = magnitude * np.cos(phase)
     image.imag = magnitude * np.sin(phase)
     return _centred(image, scipy.fft.fft2, in_place=True)
+
+
+# The same transform for many images that are built pixel by pixel anyway (the coil images of
+# `kspacify.coils`): fastMRI's shifts folded into how the image is laid out, so that a plain
+# orthonormal FFT of that layout, the "frame", is fft2c of the image. With s = N // 2 on each axis,
+# fftshift(F(z))[k] = F(z * exp(2 pi i s n / N))[k] (a shift in k is a modulation in n), so
+#     fft2c(x) = F(ifftshift(x) * ramp),  ramp[n1, n2] = exp(2 pi i (s1 n1 / N1 + s2 n2 / N2)),
+# which for even sizes is the +-1 checkerboard. A pixelwise product with smooth maps can be formed
+# directly in the frame (the maps' rows and columns taken in `frame_order`), and |frame| is the
+# image's magnitude in ifftshift order (`from_frame_order` undoes it).
+
+
+def frame_order(n: int) -> np.ndarray:
+    """Indices i such that x[i] == numpy.fft.ifftshift(x) along an axis of length n."""
+    return np.fft.ifftshift(np.arange(n))
+
+
+@functools.lru_cache(maxsize=8)
+def frame_ramp(height: int, width: int) -> np.ndarray:
+    """The unit-modulus factor of the frame, complex64 (height, width), read-only: +-1 for even sizes."""
+
+    def axis(n: int) -> np.ndarray:
+        if n % 2 == 0:
+            return (1 - 2 * (np.arange(n) % 2)).astype(np.complex128)
+        return np.exp(2j * np.pi * (n // 2) * np.arange(n) / n)
+
+    ramp = np.outer(axis(height), axis(width)).astype(np.complex64)
+    ramp.setflags(write=False)
+    return ramp
+
+
+def to_frame(image: np.ndarray) -> np.ndarray:
+    """The frame of complex images (..., H, W): ifftshift(image) * frame_ramp, complex64."""
+    height, width = image.shape[-2:]
+    shifted = np.fft.ifftshift(image, axes=(-2, -1)).astype(np.complex64, copy=False)
+    return shifted * frame_ramp(height, width)
+
+
+def polar_frame(magnitude: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """The frame of magnitude * exp(i * phase) (float32 arrays (..., H, W)), complex64."""
+    image = np.empty(magnitude.shape, dtype=np.complex64)
+    image.real = magnitude * np.cos(phase)
+    image.imag = magnitude * np.sin(phase)
+    return to_frame(image)
+
+
+def fft2_frame(frame: np.ndarray) -> np.ndarray:
+    """fft2c of the images whose frame is given (complex64, last two axes); may overwrite `frame`."""
+    return scipy.fft.fft2(frame, axes=(-2, -1), norm="ortho", overwrite_x=True)
+
+
+def from_frame_order(values: np.ndarray) -> np.ndarray:
+    """A real per-pixel quantity of the frame (e.g. |frame|) back in image order (fftshift)."""
+    return np.fft.fftshift(values, axes=(-2, -1))

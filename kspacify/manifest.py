@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, TypeVar
 
+from kspacify.errors import UsageError
 from kspacify.sources import VolumeInfo
 
 FORMAT = "kspacify-manifest/1"
@@ -22,7 +23,7 @@ FORMAT = "kspacify-manifest/1"
 T = TypeVar("T")
 
 
-class ManifestError(ValueError):
+class ManifestError(UsageError):
     """A manifest line or a shard setting that cannot be used; the message names which and why."""
 
 
@@ -48,19 +49,38 @@ def read_manifest(path: Path) -> Iterator[Entry]:
         yield from _entries(stream, name)
 
 
+def _lines(stream: IO[str], name: str) -> Iterator[tuple[int, str]]:
+    number = 0
+    try:
+        for number, line in enumerate(stream, 1):
+            yield number, line
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"{name}:{number + 1}: not UTF-8 text (byte {error.start} of the line is "
+                            f"0x{error.object[error.start]:02x}): not a manifest written by `kspacify scan`") from None  # fmt: skip
+
+
 def _entries(stream: IO[str], name: str) -> Iterator[Entry]:
-    for number, line in enumerate(stream, 1):
+    """Entries; nothing in a line is trusted (it may have been edited): `VolumeInfo.from_json`
+    checks every field, and `name` must be a plain file name."""
+    for number, line in _lines(stream, name):
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-            if data.get("format") != FORMAT:
+            data = json.loads(line, parse_constant=_no_constant)
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ManifestError(f"{name}:{number}: not a {FORMAT} line (written by `kspacify scan`?)")
-            yield Entry(VolumeInfo.from_json(data["volume"]), int(data.get("skipped_nearby", 0)))
+            skipped = data.get("skipped_nearby", 0)
+            if isinstance(skipped, bool) or not isinstance(skipped, int) or skipped < 0:
+                raise ValueError(f"skipped_nearby {skipped!r} is not a count")
+            yield Entry(VolumeInfo.from_json(data["volume"]), skipped)
         except ManifestError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
             raise ManifestError(f"{name}:{number}: unreadable manifest line ({type(error).__name__}: {error})") from None
+
+
+def _no_constant(text: str) -> None:
+    raise ValueError(f"{text} is not a number a manifest holds")
 
 
 @dataclass(frozen=True)

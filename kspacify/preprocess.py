@@ -19,7 +19,12 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from kspacify.errors import VolumeError
+
 Fit = Literal["pad", "crop"]
+
+
+MIN_SIZE, MAX_SIZE = 8, 4096  # fastMRI matrices are 320 to 640; a batch of 4096^2 slices is gigabytes
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,8 @@ class Preprocessing:
     percentile: float = 99.5
 
     def __post_init__(self) -> None:
-        if self.size < 8:
-            raise ValueError(f"size must be at least 8, got {self.size}")
+        if not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise ValueError(f"size must be {MIN_SIZE} to {MAX_SIZE}, got {self.size}")
         if self.fit not in ("pad", "crop"):
             raise ValueError(f"fit must be 'pad' or 'crop', got {self.fit!r}")
         if not 0 < self.percentile <= 100:
@@ -38,6 +43,33 @@ class Preprocessing:
 
 
 _PERCENTILE_SAMPLE = 1 << 21
+
+
+def usable_magnitudes(volume: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The volume as magnitudes (finite, >= 0) and notes saying what was changed, or VolumeError
+    when nothing usable is left. NaN and infinite values (masked voxels of a processed map, or a
+    rescale that overflows) become 0; negative values (signed storage, an intercept) become 0; a
+    volume with no finite value, or no positive one (a rescale slope of 0 or below), is refused,
+    as it would be written as an all-zero volume."""
+    notes = []
+    finite = np.isfinite(volume)
+    bad = int(volume.size - np.count_nonzero(finite))
+    if bad == volume.size:
+        raise VolumeError("no pixel value is a finite number (NaN or infinite everywhere: a rescale slope "
+                          "beyond float32, or a damaged file)")  # fmt: skip
+    if bad:
+        volume = np.where(finite, volume, np.float32(0))
+        notes.append(f"{bad} of {volume.size} pixel values were NaN or infinite: set to 0")
+    low, high = float(volume.min()), float(volume.max())
+    if high <= 0:
+        what = "every pixel value is 0" if low == high == 0 else f"no pixel value is positive (min {low:g})"
+        raise VolumeError(f"{what}: nothing to convert (a rescale slope of 0 or below?)")
+    if low < 0:
+        negative = int(np.count_nonzero(volume < 0))
+        volume = np.maximum(volume, np.float32(0))
+        notes.append(f"{negative} of {volume.size} pixel values were negative (down to {low:g}): set to 0, "
+                     "as a magnitude is never negative")  # fmt: skip
+    return volume, notes
 
 
 def normalization_scale(volume: np.ndarray, percentile: float) -> float:

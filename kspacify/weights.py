@@ -1,5 +1,5 @@
-"""Where bundled and user checkpoints are found: $KSPACIFY_WEIGHTS, then `weights/` beside the
-installed package, then `weights/` at the repository root (an editable install)."""
+"""Where bundled and user checkpoints are found: $KSPACIFY_WEIGHTS, then `kspacify/weights/` (the
+bundled ones, which a wheel and a non-editable install carry as package data)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 
 WEIGHTS_ENV = "KSPACIFY_WEIGHTS"
+BUNDLED = Path(__file__).resolve().parent / "weights"
 
 
 def weights_dirs() -> list[Path]:
     """Where checkpoints are looked for, in order."""
-    package = Path(__file__).resolve().parent
     env = os.environ.get(WEIGHTS_ENV)
-    return ([Path(env)] if env else []) + [package / "weights", package.parent / "weights"]
+    return ([Path(env)] if env else []) + [BUNDLED]
 
 
 def find_weights(name: str) -> Path | None:
@@ -26,21 +26,47 @@ def find_weights(name: str) -> Path | None:
     return None
 
 
-def realism_gate(path: Path, method: str) -> tuple[bool, str]:
-    """`--phase auto`'s quality bar for a learned checkpoint: its model card must record realism
-    measures (`quality.realism`, lower is closer to real phase) of the model and of `physics` on the
-    same real-phase slices, with the model closer on every measure. Why: a model trained on
-    physics-model phase can at best imitate `physics`, which is faster, so without that evidence
-    `auto` keeps `physics`; `--phase METHOD` still uses the checkpoint."""
-    card = path.with_suffix(".json")
+def _card(path: Path) -> dict:
     try:
-        realism = json.loads(card.read_text(encoding="utf-8"))["quality"]["realism"]
-        model, physics = dict(realism["model"]), dict(realism["physics"])
+        card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def realism_gate(path: Path, method: str, family: str = "unknown") -> tuple[bool, str]:
+    """`--phase auto`'s quality bar for a learned checkpoint on volumes of one sequence family: its
+    model card must record realism measures (`quality.realism.by_family[family]`, lower is closer to
+    real phase) of the model and of `physics` on the same held-out real slices of that family, with
+    the model closer on every measure. Why: a model is only known to beat the model-free physics
+    model where it was measured to; elsewhere `auto` keeps `physics` (`--phase METHOD` still uses
+    the checkpoint). Cards of the first format, with one `quality.realism` measured on a mixed set,
+    stand for the volumes whose family is unknown."""
+    realism = _card(path).get("quality", {}).get("realism", {})
+    entry = realism.get("by_family", {}).get(family) if isinstance(realism, dict) else None
+    if entry is None and family == "unknown" and isinstance(realism, dict) and "model" in realism:
+        entry = realism
+    try:
+        model, physics = dict(entry["model"]), dict(entry["physics"])  # type: ignore[index]
         if not physics:
             raise ValueError("no measures")
-    except (OSError, ValueError, KeyError, TypeError):
-        return False, f"{card.name} records no realism measured against physics; use --phase {method} to force it"
+    except (ValueError, KeyError, TypeError):
+        return False, f"{path.with_suffix('.json').name} records no realism against physics for {family} volumes; use --phase {method} to force it"
     worse = [f"{m} {model.get(m)} vs {v:.3g}" for m, v in physics.items() if not float(model.get(m, float("inf"))) < v]
     if worse:
-        return False, f"{path.name} is less realistic than physics ({'; '.join(worse)}); use --phase {method} to force it"
-    return True, f"{path.name} is more realistic than physics on every measure"
+        return False, f"{path.name} is less realistic than physics on {family} volumes ({'; '.join(worse)}); use --phase {method} to force it"
+    return True, f"{path.name} is more realistic than physics on {family} volumes on every measure"
+
+
+CPU_SECONDS_PER_SLICE = 0.5  # what `auto` accepts on a CPU: about 10 minutes for a 1,200-slice archive
+
+
+def cpu_speed_gate(path: Path, method: str) -> tuple[bool, str]:
+    """Whether a learned checkpoint is fast enough on a CPU for `auto`: its card's measured
+    `quality.speed.cpu_seconds_per_slice` (one core) must be at most CPU_SECONDS_PER_SLICE."""
+    speed = _card(path).get("quality", {}).get("speed", {}).get("cpu_seconds_per_slice")
+    if not isinstance(speed, (int, float)):
+        return False, f"no GPU, and {path.with_suffix('.json').name} records no CPU speed; use --phase {method} to force it"
+    if speed > CPU_SECONDS_PER_SLICE:
+        return False, f"no GPU: {speed:.2g} s per slice on a CPU core is slow; use --phase {method} to force it"
+    return True, f"{speed:.2g} s per slice on one CPU core"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import dataclasses
 import json
 from pathlib import Path
 
@@ -34,14 +35,19 @@ def data_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _broken(**_):
+@dataclasses.dataclass(frozen=True)
+class _NoOptions:
+    pass
+
+
+def _broken(options, device):
     raise RuntimeError("no weights for this test method")
 
 
 @pytest.fixture()
 def broken_method(monkeypatch):
     """A registered phase method that cannot be created (as sbdm/gan without a checkpoint)."""
-    monkeypatch.setitem(phase.registry(), "broken", MethodSpec("broken", "test only", create=_broken))
+    monkeypatch.setitem(phase.registry(), "broken", MethodSpec("broken", "test only", options=_NoOptions, build=_broken))
 
 
 def _config(out: Path, data: Path, **overrides) -> BenchmarkConfig:
@@ -63,7 +69,10 @@ def test_tiny_benchmark_outputs_resume_and_baseline(tmp_path, data_dir, broken_m
     assert document["complete"] and {c["id"] for c in document["cells"]} == expected
     assert document["methods"]["broken"].startswith("skipped")
     with (out / "results.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
+        table = list(csv.DictReader(handle))
+    rows = [r for r in table if r["row"] == "method"]
+    pairs = {(r["method"], r["versus"], float(r["acceleration"])) for r in table if r["row"] == "paired" and r["metric"] == "ssim"}
+    assert pairs == {(a, b, r) for a, b in (("zero-filled", "smooth"), ("zero-filled", "gt"), ("smooth", "gt")) for r in (2.0, 4.0)}
     assert {(r["method"], float(r["acceleration"])) for r in rows} == {(m, r) for m in ("zero-filled", "smooth", "gt") for r in (2.0, 4.0)}
     assert all(int(r["seeds"]) == (1 if r["method"] == "zero-filled" else 2) for r in rows)
     for name in ("figure-metrics-acs4.png", "examples-acs4-0.png"):
@@ -107,7 +116,10 @@ def test_tiny_benchmark_outputs_resume_and_baseline(tmp_path, data_dir, broken_m
     baseline = next(c for c in result.cells if c["id"] == "zero-filled_R4_acs4_seed0")["metrics"]
     for name in ("ssim", "psnr", "nmse"):
         assert baseline[name] == pytest.approx(np.mean([v[name] for v in per_volume]), rel=1e-5), name
-    assert baseline["nrmse"] == pytest.approx(np.sqrt(baseline["nmse"]))
+    zero_filled = next(c for c in result.cells if c["id"] == "zero-filled_R4_acs4_seed0")
+    for values in zero_filled["per_volume"].values():  # NRMSE is the root of each volume's NMSE
+        assert values["nrmse"] == pytest.approx(np.sqrt(values["nmse"]))
+    assert baseline["nrmse"] == pytest.approx(np.mean([np.sqrt(v["nmse"]) for v in per_volume]), rel=1e-5)
 
 
 def _app() -> typer.Typer:
@@ -142,11 +154,82 @@ def test_default_data_falls_back_to_examples_with_physics_phase(tmp_path, monkey
     from kspacify.benchmark import _method_status, resolve_data
 
     monkeypatch.setattr(benchmark, "SHARED_REAL_PHASE", tmp_path / "no-shared")
+    monkeypatch.setattr(benchmark, "SHARED_REAL_PHASE_TRAIN", tmp_path / "no-shared-train")
     source = resolve_data(None, tmp_path / "out", size=32)
     assert source.kind == "examples" and not source.real_phase
     assert "PHYSICS" in source.note and "`gt` is unavailable" in source.note
     assert len(list_volumes(source.path)) == 2  # the shipped DICOM series and NIfTI volume
-    assert "no real phase" in _method_status("gt", source.real_phase, "cpu")
+    assert "no real phase" in _method_status("gt", source.real_phase, "cpu")[0]
     monkeypatch.setattr(benchmark, "EXAMPLES", tmp_path / "no-examples")
     with pytest.raises(BenchmarkError, match="no data"):
         resolve_data(None, tmp_path / "out2")
+
+
+def test_paired_differences_against_a_hand_computed_case():
+    from kspacify.benchmark import bootstrap_interval, findings, paired_differences
+
+    # two test volumes; a has two seeds (mean over seeds first), b one
+    def cell(method, seed, v1, v2):
+        values = lambda x: {"ssim": x, "psnr": 10 * x, "nrmse": 1 - x, "nmse": (1 - x) ** 2}  # noqa: E731
+        return {"method": method, "acceleration": 4.0, "acs": 26, "seed": seed, "per_volume": {"v1": values(v1), "v2": values(v2)}}
+
+    cells = [cell("a", 0, 0.9, 0.7), cell("a", 1, 0.7, 0.7), cell("b", 0, 0.8, 0.5)]
+    rows = {(r["a"], r["b"], r["metric"]): r for r in paired_differences(cells, ["a", "b"])}
+    ssim = rows[("a", "b", "ssim")]
+    # per volume: a = (0.8, 0.7), b = (0.8, 0.5) -> differences (0.0, 0.2), mean 0.1
+    assert ssim["difference"] == pytest.approx(0.1) and ssim["volumes"] == 2
+    # resampling 2 volumes: the mean is 0 (1/4), 0.1 (1/2) or 0.2 (1/4): the 95% interval is [0, 0.2]
+    assert (ssim["low"], ssim["high"]) == pytest.approx((0.0, 0.2))
+    assert ssim["verdict"] == "within uncertainty"  # the interval touches 0
+    nrmse = rows[("a", "b", "nrmse")]
+    assert nrmse["difference"] == pytest.approx(-0.1) and nrmse["verdict"] == "within uncertainty"
+    assert bootstrap_interval(np.array([0.02, 0.03, 0.04])) [0] > 0
+    cells = [cell("zero-filled", 0, 0.8, 0.8), cell("gt", 0, 0.85, 0.86), cell("smooth", 0, 0.7, 0.75)]
+    rows = paired_differences(cells, ["zero-filled", "gt", "smooth"])
+    verdicts = {(r["a"], r["b"]): r["verdict"] for r in rows if r["metric"] == "ssim"}
+    assert verdicts[("zero-filled", "gt")] == "zero-filled < gt" and verdicts[("zero-filled", "smooth")] == "zero-filled > smooth"
+    said = " ".join(findings([], rows))
+    assert "the smooth VarNet is WORSE than zero-filling" in said and "gt VarNet" not in said
+
+
+def test_an_untrained_varnet_is_zero_filling():
+    from kspacify.kspace import fft2c, ifft2c
+    from kspacify.recon.varnet import VarNet, VarNetConfig
+
+    image = torch.from_numpy(phantom((32, 32), seed=3))[None]
+    mask = torch.zeros(1, 1, 32, dtype=torch.bool)
+    mask[..., ::3] = True
+    mask[..., 14:18] = True
+    masked = fft2c(image) * mask
+    for config in (VarNetConfig(2, 4, 2), VarNetConfig.preset("small")):
+        with torch.no_grad():
+            out = VarNet(config)(masked, mask)
+        torch.testing.assert_close(out, ifft2c(masked).abs(), rtol=0, atol=1e-6)
+
+
+def test_test_data_zero_method_and_bad_input(tmp_path, data_dir):
+    other = tmp_path / "other"
+    other.mkdir()
+    for v in range(2):
+        write_singlecoil(other / f"test{v}.h5", np.stack([phantom((32, 32), seed=100 + 10 * v + s) for s in range(3)]))
+    result = run_benchmark(_config(tmp_path / "td", data_dir, test_data=other, methods=("zero-filled", "zero", "gt"),
+                                   accelerations=(4.0,), seeds=1))  # fmt: skip
+    assert result.complete and {c["method"] for c in result.cells} == {"zero-filled", "zero", "gt"}
+    splits = load_splits(tmp_path / "td" / "splits.json")
+    assert set(splits) == {"recTrain", "recVal"} and len(splits["recTrain"]) + len(splits["recVal"]) == 5
+    assert {key for c in result.cells for key in c["per_volume"]} == {"test0", "test1"}
+    assert all(len(c["per_slice"]) == 6 for c in result.cells)  # every test slice kept
+
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    for bad, message in (
+        (["--test-data", str(empty), "--acs", "4"], "no complex volumes"),
+        (["--R", "8", "--acs", "6"], "exceed the 4 lines"),
+    ):
+        run = runner.invoke(_app(), ["benchmark", "--data", str(data_dir), "--out", str(tmp_path / f"bad{len(message)}"),
+                                     "--quick", "--size", "32", "--methods", "zero-filled", *bad])  # fmt: skip
+        assert run.exit_code == 2, run.output
+        assert message in run.stderr and "Traceback" not in run.output
+        assert len([line for line in run.stderr.splitlines() if "error" in line]) == 1

@@ -1,9 +1,9 @@
 """`kspacify convert` end to end: inputs, outputs, exit codes, reproducibility, faults."""
 
 import json
+import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -61,26 +61,29 @@ def test_workers_give_the_same_output_as_one_process(tmp_path):
     result, parallel = run(tmp_path / "in", tmp_path / "parallel", "--phase", "smooth", "--workers", "2")
     assert result.exit_code == 0, result.stderr
     assert len(serial) == len(parallel) == 3
-    for name in ("v0.h5", "v1.h5", "v2.h5"):
+    names = sorted(p.name for p in (tmp_path / "serial").iterdir())
+    assert len(names) == 3 and names == sorted(p.name for p in (tmp_path / "parallel").iterdir())
+    for name in names:
         assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "parallel" / name).read_bytes()
 
 
 def test_resume_skips_existing_and_overwrite_replaces(tmp_path):
     source = small_nifti(tmp_path / "a.nii")
     out = tmp_path / "out"
-    run(source, out, "--phase", "smooth")
-    first = (out / "a.h5").stat().st_mtime_ns
+    _, (line,) = run(source, out, "--phase", "smooth")
+    output = Path(line["output"])
+    first = output.stat().st_mtime_ns
     _, lines = run(source, out, "--phase", "smooth")
-    assert lines[0]["status"] == "exists" and (out / "a.h5").stat().st_mtime_ns == first
+    assert lines[0]["status"] == "exists" and output.stat().st_mtime_ns == first
     _, lines = run(source, out, "--phase", "smooth", "--overwrite")
-    assert lines[0]["status"] == "written" and (out / "a.h5").stat().st_mtime_ns != first
+    assert lines[0]["status"] == "written" and output.stat().st_mtime_ns != first
 
 
 def test_dry_run_writes_nothing(tmp_path):
     source = small_nifti(tmp_path / "a.nii")
     result, lines = run(source, tmp_path / "out", "--dry-run")
     assert result.exit_code == 0
-    assert lines[0]["status"] == "dry-run" and lines[0]["output"].endswith("a.h5")
+    assert lines[0]["status"] == "dry-run" and re.fullmatch(r"nii_[0-9a-f]{8}\.h5", Path(lines[0]["output"]).name)
     assert not (tmp_path / "out").exists()
 
 
@@ -99,7 +102,8 @@ def test_bad_inputs_are_reported_one_line_each_and_the_rest_converts(tmp_path):
     fake_dicom.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00truncated")
     result, lines = run(tmp_path / "in", tmp_path / "missing-dir", tmp_path / "out")
     assert result.exit_code == 1
-    assert [line["output"] for line in lines] == [str(tmp_path / "out" / "good.h5")]
+    assert [Path(line["source"]) for line in lines] == [good]
+    assert [Path(line["output"]).parent for line in lines] == [tmp_path / "out"]
     errors = result.stderr.splitlines()
     for path in (broken, fake_dicom, tmp_path / "missing-dir"):
         assert sum(str(path) in line for line in errors) == 1
@@ -121,9 +125,9 @@ def test_paths_from_stdin_nul_separated_and_include_exclude(tmp_path):
     b = small_nifti(tmp_path / "in" / "b.nii", value_seed=1)
     result, lines = run("-", tmp_path / "out", "-0", input=f"{a}\0{b}\0")
     assert result.exit_code == 0 and len(lines) == 2
-    _, lines = run(tmp_path / "in", tmp_path / "out2", "--exclude", "b.*")
+    _, lines = run(tmp_path / "in", tmp_path / "out2", "--exclude", "b.*", "--keep-names")
     assert [Path(line["output"]).name for line in lines] == ["a.h5"]
-    _, lines = run(tmp_path / "in", tmp_path / "out3", "--include", "*b.nii")
+    _, lines = run(tmp_path / "in", tmp_path / "out3", "--include", "*b.nii", "--keep-names")
     assert [Path(line["output"]).name for line in lines] == ["b.h5"]
 
 
@@ -164,7 +168,7 @@ def test_a_failing_source_leaves_no_file_and_the_run_goes_on(tmp_path, monkeypat
     real_load = sources.load
 
     def flaky(info):
-        if info.name == "a":
+        if info.files[0].endswith("a.nii"):
             raise sources.SourceError("a.nii: disk vanished")
         return real_load(info)
 
@@ -172,7 +176,8 @@ def test_a_failing_source_leaves_no_file_and_the_run_goes_on(tmp_path, monkeypat
     result, lines = run(tmp_path / "in", tmp_path / "out", "--phase", "smooth")
     assert result.exit_code == 1
     assert "a.nii: disk vanished" in result.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.h5"]
+    assert [Path(line["source"]).name for line in lines] == ["b.nii"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [Path(lines[0]["output"]).name]
 
 
 def test_console_script_runs_and_stdout_is_only_json(tmp_path):
@@ -180,7 +185,8 @@ def test_console_script_runs_and_stdout_is_only_json(tmp_path):
     if exe is None:
         pytest.skip("the kspacify console script is not installed (pip install -e .)")
     source = small_nifti(tmp_path / "a.nii")
-    done = subprocess.run([exe, "convert", str(source), str(tmp_path / "out"), "--phase", "zero", "--salt", "x"], capture_output=True, text=True)
+    done = subprocess.run([exe, "convert", str(source), str(tmp_path / "out"), "--phase", "zero", "--salt", "x", "--keep-names"],
+                          capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["output"].endswith("a.h5")
     assert "phase method zero" in done.stderr

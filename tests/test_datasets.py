@@ -27,7 +27,7 @@ from kspacify.datasets import (
     load_splits_with_meta,
     make_nested_splits,
     make_splits,
-    make_volume_splits,
+    split_volumes,
     normalize_volume,
     save_splits,
     scan,
@@ -344,7 +344,7 @@ def test_volume_splits_group_by_patient(tmp_path: Path) -> None:
             )
     refs = list_volumes(tmp_path)
     assert len(refs) == 12 and refs[0].patient == "patient0"
-    splits = make_volume_splits(refs, {"train": 0.5, "val": 0.25, "test": 0.25}, seed=1)
+    splits = split_volumes(refs, {"train": 0.5, "val": 0.25, "test": 0.25}, seed=1)
     where = {key: name for name, keys in splits.items() for key in keys}
     assert len(where) == 12
     for patient in range(6):

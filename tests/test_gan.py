@@ -16,7 +16,9 @@ from kspacify import phase
 from kspacify.gan.network import (
     PRESETS, Discriminator, DiscriminatorConfig, GanConfig, Generator, GeneratorConfig, receptive_field, sample_noise,
 )  # fmt: skip
-from kspacify.gan.train import GanTask, PairSet, canonical_phasor, evaluate
+from kspacify.acquisition import UNKNOWN
+from kspacify.datasets import PairSet
+from kspacify.gan.train import GanTask, canonical_phasor, evaluate
 from kspacify.phase import gan as gan_phase
 from kspacify.phase.base import registry
 from kspacify.training import LoopConfig, fit, sha256_file
@@ -37,7 +39,7 @@ def _toy_pairs(n: int, seed: int) -> PairSet:
         disc = ((yy - cy) ** 2 + (xx - cx) ** 2 < 0.08).astype(np.float32)
         mags.append(0.05 + disc)
         phases.append(1.5 * disc + rng.uniform(-np.pi, np.pi))
-    return PairSet(np.stack(mags), np.stack(phases).astype(np.float32), ["toy"] * n)
+    return PairSet(np.stack(mags), np.stack(phases).astype(np.float32), np.zeros(n, np.int64), ["toy"], [UNKNOWN])
 
 
 def _train(tmp_path, steps: int, name: str = "gan-small", config: GanConfig = TINY, **task_options):
@@ -175,7 +177,7 @@ def test_phase_method_contract(weights_dir, monkeypatch):
 
 def test_auto_picks_gan_when_sbdm_is_not_usable_and_its_card_beats_physics(weights_dir, monkeypatch, tmp_path):
     spec = registry()["sbdm"]
-    monkeypatch.setitem(registry(), "sbdm", dataclasses.replace(spec, usable=lambda device: (False, "no GPU")))
+    monkeypatch.setitem(registry(), "sbdm", dataclasses.replace(spec, usable=lambda device, acquisition=None: (False, "no GPU")))
     measured = tmp_path / "measured"
     measured.mkdir()
     (measured / "gan-small.safetensors").write_bytes((weights_dir / "gan-small.safetensors").read_bytes())

@@ -36,3 +36,21 @@ def test_to_kspace_keeps_the_magnitude_and_phase():
     image = ifft2c(to_kspace(magnitude, phase))
     np.testing.assert_allclose(np.abs(image), magnitude, atol=1e-5)
     np.testing.assert_allclose(np.angle(image * np.exp(-1j * phase)), 0, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (3, 10, 12), (7, 9), (6, 5)])
+def test_the_fft_of_the_frame_is_fft2c(shape):
+    from kspacify.kspace import fft2_frame, frame_order, frame_ramp, from_frame_order, to_frame
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    frame = to_frame(x)
+    np.testing.assert_allclose(np.abs(frame), np.fft.ifftshift(np.abs(x), axes=(-2, -1)), rtol=1e-6)
+    np.testing.assert_allclose(from_frame_order(np.abs(frame)), np.abs(x), rtol=1e-6)
+    np.testing.assert_allclose(fft2_frame(frame.copy()), reference_fft2c(x), atol=1e-4)
+    # a pixelwise product formed in the frame: maps taken in frame order
+    height, width = shape[-2:]
+    maps = rng.standard_normal((height, width)).astype(np.float32)
+    framed_maps = maps[frame_order(height)][:, frame_order(width)]
+    np.testing.assert_allclose(fft2_frame(framed_maps * frame), reference_fft2c(maps * x), atol=1e-4)
+    assert frame_ramp(height, width).dtype == np.complex64

@@ -5,6 +5,7 @@ with the reason, unless asked for."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -24,11 +25,14 @@ def nifti(path: Path) -> Path:
 
 
 def tree(tmp_path: Path) -> dict[str, Path]:
-    """study/s1: DICOM with its conversion beside it; study/: a NIfTI above DICOM folders;
+    """study/s1: DICOM with its conversion beside it; study/: dcm2niix's output above the series
+    folders (it writes into the folder it was given), and a NIfTI there without a sidecar;
     other/: NIfTI alone (like examples/data/nifti)."""
     F.write_series(tmp_path / "study" / "s1", np.ones((3, 6, 6), np.uint16))
-    return {"beside": nifti(tmp_path / "study" / "s1" / "s1.nii.gz"), "above": nifti(tmp_path / "study" / "all.nii"),
-            "alone": nifti(tmp_path / "other" / "t1.nii.gz")}
+    above = nifti(tmp_path / "study" / "all.nii")
+    above.with_suffix(".json").write_text(json.dumps({"ConversionSoftware": "dcm2niix", "SeriesNumber": 1}))
+    return {"beside": nifti(tmp_path / "study" / "s1" / "s1.nii.gz"), "above": above,
+            "unrelated": nifti(tmp_path / "study" / "atlas.nii.gz"), "alone": nifti(tmp_path / "other" / "t1.nii.gz")}
 
 
 def results(inputs, **kw):
@@ -41,7 +45,7 @@ def results(inputs, **kw):
 def test_nifti_beside_or_above_dicom_is_skipped_with_its_reason(tmp_path):
     files = tree(tmp_path)
     items, vols, skips = results([tmp_path])
-    assert set(vols) == {"t1.nii.gz"}
+    assert set(vols) == {"t1.nii.gz", "atlas.nii.gz"}  # no dcm2niix sidecar: not taken for a conversion
     assert {"s1.nii.gz", "all.nii"} <= set(skips)
     for name in ("s1.nii.gz", "all.nii"):
         assert skips[name].reason == NIFTI_BESIDE_DICOM and not skips[name].failed
@@ -52,8 +56,9 @@ def test_nifti_beside_or_above_dicom_is_skipped_with_its_reason(tmp_path):
 def test_asked_for_or_named_explicitly_they_are_converted(tmp_path):
     files = tree(tmp_path)
     _, vols, skips = results([tmp_path], nifti_beside_dicom=True)
-    assert set(vols) == {"t1.nii.gz", "s1.nii.gz", "all.nii"} and not skips
-    _, vols, _ = results([tmp_path / "study" / "s1", files["beside"]])  # the user named the file
+    assert set(vols) == {"t1.nii.gz", "atlas.nii.gz", "s1.nii.gz", "all.nii"}
+    assert set(skips) == {"all.json"}  # the sidecar itself: not a DICOM or NIfTI file
+    _, vols, _ = results([files["beside"], tmp_path / "study" / "s1"])  # the user named the file (first)
     assert "s1.nii.gz" in vols
 
 

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -54,7 +55,11 @@ def test_4d_file_gives_one_volume_per_frame_and_scaling_is_applied(tmp_path):
     image.header.set_slope_inter(0.5, 1.0)
     nib.save(image, tmp_path / "sub-07_bold.nii.gz")
     infos = scan_paths(tmp_path / "sub-07_bold.nii.gz")
-    assert [i.name for i in infos] == ["sub-07_bold_t000", "sub-07_bold_t001"]
+    stem = infos[0].name[: -len("_t000")]
+    assert re.fullmatch(r"nii_[0-9a-f]{8}", stem)  # pseudonymous: file names may carry patient names
+    assert [i.name for i in infos] == [f"{stem}_t000", f"{stem}_t001"]
+    kept = list(scan([Found(tmp_path / "sub-07_bold.nii.gz", explicit=True)], PSEUDO, keep_names=True))
+    assert [i.name for i in kept] == ["sub-07_bold_t000", "sub-07_bold_t001"]
     assert load(infos[0]).data.max() == pytest.approx(6.0)
     assert load(infos[1]).data.max() == pytest.approx(11.0)
     assert infos[0].patient == infos[1].patient == PSEUDO("sub-07")

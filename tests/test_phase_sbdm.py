@@ -24,6 +24,7 @@ from kspacify.cli import app
 from kspacify.device import resolve_device
 from kspacify.kspace import ifft2c
 from kspacify.phase import sbdm
+from kspacify.sbdm import grid
 from kspacify.sbdm import VESDE, ScoreNet, ScoreNetConfig, phasor_sigma_max, save_checkpoint
 from kspacify.sbdm.checkpoint import sha256_file
 
@@ -114,13 +115,13 @@ def test_background_gets_uniform_phase_and_tissue_keeps_the_sampled_phase(checkp
 def test_training_pairs_on_the_diffusion_grid():
     magnitude = torch.rand(2, 1, 32, 32) + 0.1
     phase_map = torch.full((2, 32, 32), 2.5)
-    coarse, target = sbdm.to_diffusion_grid(magnitude, (16, 16), phase_map)
+    coarse, target = grid.to_diffusion_grid(magnitude, (16, 16), phase_map)
     assert coarse.shape == (2, 1, 16, 16) and target.shape == (2, 2, 16, 16)
     torch.testing.assert_close(coarse.mean(), magnitude.mean())
     torch.testing.assert_close(torch.atan2(target[:, 1], target[:, 0]), torch.full((2, 16, 16), 2.5))
     torch.testing.assert_close(target.norm(dim=1), torch.ones(2, 16, 16))
-    assert sbdm.diffusion_grid(256, 256, 64, 8) == (64, 64)
-    assert sbdm.diffusion_grid(320, 256, 64, 8) == (64, 48)
+    assert grid.diffusion_grid(256, 256, 64, 8) == (64, 64)
+    assert grid.diffusion_grid(320, 256, 64, 8) == (64, 48)
 
 
 def test_finds_checkpoint_in_weights_dir_and_env(checkpoint, monkeypatch, tmp_path):
@@ -135,7 +136,7 @@ def test_finds_checkpoint_in_weights_dir_and_env(checkpoint, monkeypatch, tmp_pa
 def test_auto_skips_sbdm_without_checkpoint_or_gpu(checkpoint, monkeypatch, tmp_path):
     monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [tmp_path])
     ok, reason = sbdm.usable("auto")
-    assert not ok and reason.startswith("no checkpoint in weights/")
+    assert not ok and reason.startswith("no checkpoint in kspacify/weights/")
     name, why = phase.resolve("auto", "auto")
     assert name != "sbdm" and "sbdm: no checkpoint" in why
     monkeypatch.setattr(kspacify.weights, "weights_dirs", lambda: [checkpoint.parent])

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from kspacify.errors import OptionError
 from kspacify.phase import base
 from kspacify.phase.physics import (
     GAMMA_BAR_HZ_PER_T,
@@ -51,8 +51,11 @@ def test_registered_and_preferred_by_auto():
     assert base.resolve("auto", "cpu")[0] in {"physics"} | {
         m.name for m in base.registry().values() if m.auto_rank is not None and m.auto_rank < 50
     }
-    synth = base.create("physics", device="cpu", steps=10)  # unrelated CLI options are ignored
-    assert synth.name == "physics"
+    assert base.create("physics", device="cpu").name == "physics"
+    with pytest.raises(OptionError, match="unknown option.*b0_teslaa.*known: b0_tesla"):
+        base.create("physics", b0_teslaa=3)  # a typo is an error, never a silent default
+    with pytest.raises(OptionError, match="unknown option.*steps"):
+        base.create("physics", device="cpu", steps=10)  # an option of another method too
 
 
 def test_settings_are_json_and_validated():
@@ -60,7 +63,8 @@ def test_settings_are_json_and_validated():
     settings = synth.settings()
     assert json.loads(json.dumps(settings)) == settings
     assert settings["b0_tesla"] == [1.5, 7.0] and settings["echo_time_ms"] == [2.0, 30.0]
-    assert PhysicsPhase.from_options(echo_time_ms=[5.0, 5.0]).config.echo_time_ms == (5.0, 5.0)
+    assert base.create("physics", echo_time_ms=[5.0, 5.0]).config.echo_time_ms == (5.0, 5.0)
+    assert base.create("physics", echo_time_ms="5,5", shared_across_batch="true").config.shared_across_batch is True
     with pytest.raises(ValueError):
         PhysicsSettings(echo_time_ms=(30.0, 2.0))
     with pytest.raises(ValueError):
@@ -273,3 +277,50 @@ def test_synthesize_in_chunks_matches_components():
     inside = noise_and_mask(mag, synth.config)[2] > 0.99
     diff = np.angle(np.exp(1j * (chunked - whole)))[inside]
     assert np.median(np.abs(diff)) < 0.1
+
+
+# --- acquisition-aware synthesis ----------------------------------------------------------------
+
+
+def _head(size: int = 64) -> np.ndarray:
+    yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
+    head = ((xx / 0.8) ** 2 + (yy / 0.9) ** 2 < 1).astype(np.float32)
+    hole = ((xx - 0.2) ** 2 + (yy + 0.1) ** 2 < 0.04).astype(np.float32)
+    noise = np.random.default_rng(0).normal(0, 0.01, (2, 2, size, size)).astype(np.float32)
+    return np.abs(np.stack([head * (1 - hole)] * 2) + noise[0] + 1j * noise[1]).astype(np.float32)
+
+
+def test_unknown_acquisition_changes_nothing():
+    from kspacify.acquisition import UNKNOWN
+
+    mag = _head()
+    synth = PhysicsPhase()
+    np.testing.assert_array_equal(synth.synthesize(mag, np.random.default_rng(3)), synth.synthesize(mag, np.random.default_rng(3), UNKNOWN))
+
+
+def test_spin_echo_refocuses_the_field_and_gradient_echo_scales_with_te_and_b0():
+    from kspacify.acquisition import Acquisition, Family
+
+    mag = _head()
+    synth = PhysicsPhase()
+    def b0_spread(acquisition, seed=5):
+        parts = synth.components(mag, np.random.default_rng(seed), acquisition=acquisition)
+        inside = parts.weight > 0.5
+        return float(np.std(parts.b0_phase[inside])), parts
+    gre10, _ = b0_spread(Acquisition(field_strength_t=3.0, echo_time_ms=10.0, family=Family.GRADIENT_ECHO, refocused=False))
+    gre20, _ = b0_spread(Acquisition(field_strength_t=3.0, echo_time_ms=20.0, family=Family.GRADIENT_ECHO, refocused=False))
+    gre20_7t, _ = b0_spread(Acquisition(field_strength_t=7.0, echo_time_ms=20.0, family=Family.GRADIENT_ECHO, refocused=False))
+    spin, parts = b0_spread(Acquisition(field_strength_t=3.0, echo_time_ms=100.0, family=Family.SPIN_ECHO, refocused=True))
+    assert gre20 == pytest.approx(2 * gre10, rel=1e-4)  # the same field, twice the time
+    assert gre20_7t == pytest.approx(gre20 * 7 / 3, rel=1e-4)  # phase grows with B0
+    assert spin < 0.1 * gre10  # at most 1 ms of residual against 10 ms of echo time
+    assert np.std(parts.coil_phase) > 0.05  # a spin echo keeps its coil phase
+
+
+def test_b0_direction_follows_the_slice_orientation():
+    from kspacify.acquisition import Acquisition
+
+    draw = draw_parameters(PhysicsSettings(), np.random.default_rng(1), 3, Acquisition(b0_direction=(0.0, -1.0, 0.0)))
+    np.testing.assert_allclose(draw.b0_direction, [[0.0, -1.0, 0.0]] * 3)
+    free = draw_parameters(PhysicsSettings(), np.random.default_rng(1), 3)
+    assert not np.allclose(free.b0_direction, draw.b0_direction)

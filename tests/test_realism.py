@@ -284,3 +284,23 @@ def test_real_phase_set_if_present():
     half = np.arange(len(stats)) % 2 == 0
     split = realism.compare(stats.take(half), stats.take(~half))
     assert 0 < split["gradient_w1"] < 1 and 0 < split["spectrum_rms"] < 1
+
+
+def test_classifier_two_sample_test_on_known_cases():
+    from kspacify.realism.classifier import auroc, classifier_auroc
+
+    assert auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert auroc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.5
+    rng = np.random.default_rng(0)
+    n, size = 24, 32
+    yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
+    disc = (xx**2 + yy**2 < 0.7).astype(np.float32)
+    magnitude = np.stack([disc * rng.uniform(0.5, 1.0) for _ in range(n)])
+    smooth = np.stack([0.5 * np.sin(2 * xx + rng.uniform(0, 3)) * disc for _ in range(n)]).astype(np.float32)
+    groups = [f"v{i // 4}" for i in range(n)]
+    same = classifier_auroc(magnitude, smooth, smooth.copy(), groups, size=32, steps=40)
+    assert same == 0.5  # identical inputs, identical scores: every pair ties
+    shifted = np.angle(np.exp(1j * (smooth + 2.0))).astype(np.float32)  # only a global phase apart
+    assert classifier_auroc(magnitude, smooth, shifted, groups, size=32, steps=40) == pytest.approx(0.5, abs=0.02)
+    noise = rng.uniform(-np.pi, np.pi, smooth.shape).astype(np.float32)
+    assert classifier_auroc(magnitude, smooth, noise, groups, size=32, steps=60) > 0.9

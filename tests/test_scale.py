@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from kspacify import convert, executors, fastmri_io, sources
+from kspacify import atomic, convert, executors, sources
 from kspacify.cli import app
 from kspacify.manifest import ManifestError, Shard
 
@@ -105,14 +106,26 @@ def test_workers_that_only_read_give_the_serial_output(tmp_path):
     assert _files(tmp_path / "split") == _files(tmp_path / "serial")
 
 
+def _age(path: Path, seconds: float) -> Path:
+    os.utime(path, (time.time() - seconds,) * 2)
+    return path
+
+
 def test_temporaries_of_dead_writers_are_removed_and_nothing_else(tmp_path):
+    """A run removes its own writers' temporaries and any run's stale ones (untouched for an hour),
+    never another live run's (two runs into one folder)."""
     out = tmp_path / "out"
     out.mkdir()
-    stale = [out / ".v1.h5.0123abcd.tmp", out / ".v1_2.h5.deadbeef.tmp"]
-    keep = [out / ".other.h5.0123abcd.tmp", out / "v1.h5", out / ".v1.h5.notes"]
+    run = atomic.new_run()
+    mine = atomic.temporary_for(out / "v1.h5", run=run)
+    stale = [mine, out / ".v1.h5.0123abcd.tmp", out / ".v1_2.h5.feedface-deadbeef.tmp"]
+    others_live = [out / ".v1.h5.0123abcd-00000001.tmp", out / ".v1_2.h5.deadbeef.tmp"]
+    keep = [*others_live, out / ".other.h5.0123abcd.tmp", out / "v1.h5", out / ".v1.h5.notes"]
     for path in stale + keep:
         path.write_bytes(b"x")
-    assert fastmri_io.remove_temporaries([out / "v1.h5", out / "v1_2.h5", tmp_path / "gone" / "v9.h5"]) == 2
+    _age(stale[1], 2 * atomic.STALE_AFTER), _age(stale[2], 2 * atomic.STALE_AFTER)
+    _age(out / ".other.h5.0123abcd.tmp", 2 * atomic.STALE_AFTER)  # stale, but not of these outputs
+    assert atomic.remove_temporaries([out / "v1.h5", out / "v1_2.h5", tmp_path / "gone" / "v9.h5"], run=run) == 3
     assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
 
 
@@ -122,9 +135,10 @@ def test_dask_local_cluster_writes_the_serial_output_even_when_a_worker_is_kille
     config = convert.ConvertConfig(phase="physics")
     list(executors.run(_plan(archive, tmp_path / "serial"), config))
     planned = _plan(archive, tmp_path / "dask")
-    half_file = planned[0].output.with_name(f".{planned[0].output.name}.0123abcd.tmp")  # what a killed writer leaves
+    half_file = planned[0].output.with_name(f".{planned[0].output.name}.0123abcd.tmp")  # a killed writer of a past run
     half_file.parent.mkdir(parents=True)
     half_file.write_bytes(b"half")
+    _age(half_file, 2 * atomic.STALE_AFTER)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         outcomes = []
         for outcome in executors.run(planned, config, dask=cluster.scheduler_address):

@@ -16,7 +16,8 @@ from kspacify.commands.train_sbdm import command
 from kspacify.datasets import list_volumes, load_splits
 from kspacify.sbdm import VESDE, ScoreNet, ScoreNetConfig, load_checkpoint, phasor_sigma_max
 from kspacify.sbdm.checkpoint import sha256_file
-from kspacify.sbdm.train import PairSet, SbdmRun, SbdmTask, load_pairs, patient_of, sbdm_splits, train_sbdm, val_dsm
+from kspacify.datasets import gen_splits, load_pairs, split_unit
+from kspacify.sbdm.train import GridPairs, SbdmRun, SbdmTask, grid_pairs, train_sbdm, val_dsm
 from kspacify.training import LoopConfig, fit, load_weights
 
 TINY = ScoreNetConfig(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), image_size=8, dropout=0.0,
@@ -27,7 +28,7 @@ SDE = VESDE(sigma_max=phasor_sigma_max(8, 8))
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def toy_pairs(n: int, seed: int) -> PairSet:
+def toy_pairs(n: int, seed: int) -> GridPairs:
     """A conditional phase distribution: a bright square whose brightness b sets a phase ramp
     phi = b * pi * x (plus a little noise), so the right phase is only knowable from the magnitude."""
     rng = np.random.default_rng(seed)
@@ -40,7 +41,7 @@ def toy_pairs(n: int, seed: int) -> PairSet:
         phi = b * np.pi * x + rng.normal(0, 0.05, (8, 8))
         mags.append(mag[None])
         phasors.append(np.stack([np.cos(phi), np.sin(phi)]).astype(np.float32))
-    return PairSet(torch.from_numpy(np.stack(mags)), torch.from_numpy(np.stack(phasors)), ["toy"])
+    return GridPairs(torch.from_numpy(np.stack(mags)), torch.from_numpy(np.stack(phasors)), ["toy"])
 
 
 def _config(out: Path, **kw) -> LoopConfig:
@@ -99,12 +100,12 @@ def _write_dataset(root: Path, subjects: int = 3, size: int = 16) -> None:
 def test_splits_are_by_subject_written_and_reused(tmp_path):
     _write_dataset(tmp_path / "data")
     refs = list_volumes(tmp_path / "data")
-    assert sorted(patient_of(r) for r in refs) == ["sub0", "sub1", "sub2"]
-    splits = sbdm_splits(refs, tmp_path / "splits.json", seed=0, val_fraction=0.34)
+    assert sorted(split_unit(r) for r in refs) == ["folder:sub0", "folder:sub1", "folder:sub2"]
+    splits = gen_splits(refs, tmp_path / "splits.json", seed=0, val_fraction=0.34)
     assert len(splits["genVal"]) == 1 and len(splits["genTrain"]) == 2
     assert load_splits(tmp_path / "splits.json") == splits
-    assert sbdm_splits(refs, tmp_path / "splits.json", seed=99) == splits  # reused, not remade
-    pairs = load_pairs(refs[:1], 16, 8)
+    assert gen_splits(refs, tmp_path / "splits.json", seed=99) == splits  # reused, not remade
+    pairs = grid_pairs(load_pairs(refs[:1], 16), 8)
     assert pairs.magnitude.shape == (2, 1, 8, 8) and pairs.phasor.shape == (2, 2, 8, 8)
     assert torch.allclose(torch.linalg.vector_norm(pairs.phasor, dim=1), torch.ones(2, 8, 8), atol=1e-5)
 

@@ -241,8 +241,8 @@ def fastmri_dir(tmp_path_factory) -> Path:
 
 
 def test_varnet_training_lowers_the_loss(tmp_path, fastmri_dir):
-    from kspacify.recon.train import Sampling, VarNetRun, evaluate, load_varnet, load_volumes, train_varnet
-    from kspacify.datasets import list_volumes, load_splits
+    from kspacify.datasets import list_volumes, load_pairs, load_splits
+    from kspacify.recon.train import Sampling, VarNetRun, evaluate, load_varnet, train_varnet
 
     run = VarNetRun(fastmri_dir, "smooth", tmp_path, sampling=Sampling(4, 4), max_steps=30, size=32, lr=1e-3,
                     validate_every=10, device="cpu", console=False)  # fmt: skip
@@ -255,7 +255,7 @@ def test_varnet_training_lowers_the_loss(tmp_path, fastmri_dir):
     # the exported net reproduces the validation it was selected by
     model, _ = load_varnet(result.weights)
     refs = {r.key: r for r in list_volumes(fastmri_dir)}
-    val = load_volumes([refs[k] for k in splits["recVal"]], 32)
+    val = load_pairs([refs[k] for k in splits["recVal"]], 32)
     assert evaluate(model, val, Sampling(4, 4)).metrics["ssim"] == pytest.approx(result.validation["ssim"], abs=1e-6)
 
 

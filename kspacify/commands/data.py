@@ -10,7 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from kspacify.commands.common import Exit, Salt, say, stderr_console, usage_error, user_errors
 
+
+@user_errors
 def command(
     paths: Annotated[list[str], typer.Argument(metavar="[INPUT]... OUT", help="Magnitude DICOM/NIfTI files, directories, globs or wheels (optional), then the output directory.", show_default=False)],
     source: Annotated[Optional[list[str]], typer.Option("--source", help="A wheel or zip to read packaged volumes from without installing it (e.g. from `pip download --no-deps nilearn dipy`), or a copy of one catalogue file (repeatable).", show_default=False)] = None,
@@ -23,10 +26,10 @@ def command(
     min_tissue: Annotated[float, typer.Option(help="Drop slices with less than this fraction of pixels above 0.1 (normalized).")] = 0.05,
     min_size: Annotated[int, typer.Option(help="Skip planes whose in-plane matrix has a side below this (heavily upsampled).")] = 48,
     isotropy: Annotated[float, typer.Option(help="Also slice along rows and columns when the largest voxel side is at most this times the smallest.")] = 1.1,
-    phase_opt: Annotated[Optional[list[str]], typer.Option("--phase-opt", help="KEY=VALUE physics setting, e.g. b0_tesla=[3,3] (repeatable; see docs/phase-methods.md).", show_default=False)] = None,
+    phase_opt: Annotated[Optional[list[str]], typer.Option("--phase-opt", help="KEY=VALUE physics setting, e.g. b0_tesla=3,3 (repeatable; `kspacify methods` lists them).", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous build in OUT (only the files its manifest lists).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the volumes that would be built; write nothing.")] = False,
-    salt: Annotated[Optional[str], typer.Option(help="Salt for patient pseudonyms of INPUT volumes (default as convert).", show_default=False)] = None,
+    salt: Salt = None,
 ) -> None:
     """Build complex training pairs: open magnitude volumes + phase from the physics model.
 
@@ -35,28 +38,21 @@ def command(
     volume on stdout. Exit codes: 0 built, 1 some volumes failed, 2 usage error, 3 nothing found.
     """
     from kspacify import data_build, phase
-    from kspacify.cli import Exit, _parse_options
-    from kspacify.commands import stderr_console, usage_error
     from kspacify.convert import load_salt
+    from kspacify.options import as_dict, parse_pairs
     from kspacify.preprocess import Preprocessing
 
     console = stderr_console()
     *inputs, out_text = paths
     out = Path(out_text)
-    options = _parse_options(phase_opt or [], console)
-    for key, value in options.items():
-        if isinstance(value, str) and value.startswith("["):
-            try:
-                options[key] = json.loads(value)
-            except json.JSONDecodeError:
-                raise usage_error(console, f"--phase-opt {key}: not a JSON list: {value}")
+    given = parse_pairs(phase_opt or [])
+    settings = as_dict(phase.parse("physics", given))  # typed and checked before any work
     try:
         config = data_build.BuildConfig(
             draws=draws, seed=seed, preprocessing=Preprocessing(size=size, fit=fit, percentile=percentile),  # type: ignore[arg-type]
-            min_tissue=min_tissue, min_size=min_size, isotropy=isotropy, phase_options=options,
+            min_tissue=min_tissue, min_size=min_size, isotropy=isotropy, phase_options={key: settings[key] for key in given},
         )  # fmt: skip
-        phase.create("physics", **options)  # validate settings before any work
-    except (ValueError, TypeError) as error:
+    except ValueError as error:
         raise usage_error(console, str(error))
 
     archives = [Path(s) for s in source or []]
@@ -71,12 +67,12 @@ def command(
             raise usage_error(console, str(error))
         for item in skipped:
             if item.failed:
-                console.print(f"kspacify: failed: {item.path}: {item.reason}", markup=False)
+                say(console, f"failed: {item.path}: {item.reason}")
         quiet = sum(1 for s in skipped if not s.failed)
         if quiet:
-            console.print(f"kspacify: skipped {quiet} file(s) that are not MR magnitude volumes", markup=False)
+            say(console, f"skipped {quiet} file(s) that are not MR magnitude volumes")
         if not items:
-            console.print("kspacify: nothing to build from (install nilearn/dipy, give --source WHEEL or INPUT)", markup=False)
+            say(console, "nothing to build from (install nilearn/dipy, give --source WHEEL or INPUT)")
             raise typer.Exit(int(Exit.NOTHING_FOUND))
         if dry_run:
             for item in items:
@@ -92,18 +88,15 @@ def command(
                 if built.record is None:
                     failures += built.failed
                     status = "failed" if built.failed else "skipped"
-                    console.print(f"kspacify: {status}: {built.item.key}: {built.reason}", markup=False)
+                    say(console, f"{status}: {built.item.key}: {built.reason}")
                     print(json.dumps({"status": status, "key": built.item.key, "reason": built.reason}), flush=True)
                 else:
                     record = built.record
                     print(json.dumps({"status": "written", **{k: record[k] for k in ("key", "file", "slices", "draws", "planes")}}), flush=True)
         except KeyboardInterrupt:
-            console.print("kspacify: interrupted; rerun with --overwrite to replace the partial build", markup=False)
+            say(console, "interrupted; rerun with --overwrite to replace the partial build")
             raise typer.Exit(int(Exit.INTERRUPTED))
     totals = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["totals"]
-    console.print(
-        f"kspacify: {totals['subjects']} subject(s), {totals['volumes']} volume(s), {totals['slices']} slices x {draws} draws"
-        f" = {totals['pairs']} pairs in {out} ({time.perf_counter() - started:.0f} s)",
-        markup=False,
-    )
+    say(console, f"{totals['subjects']} subject(s), {totals['volumes']} volume(s), {totals['slices']} slices x {draws} draws"
+                 f" = {totals['pairs']} pairs in {out} ({time.perf_counter() - started:.0f} s)")  # fmt: skip
     raise typer.Exit(int(Exit.SOME_FAILED if failures else Exit.OK))

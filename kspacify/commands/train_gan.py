@@ -7,9 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from kspacify.commands import run_training, stderr_console, usage_error
+from kspacify.commands.common import AcquisitionOption, assumed_acquisition, stderr_console, user_errors
+from kspacify.commands.training import run_training
 
 
+@user_errors
 def command(
     data: Annotated[Path, typer.Option("--data", help="Directory (or file) of complex MRI: fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy.", show_default=False)],
     preset: Annotated[str, typer.Option(help="Network sizes: small (CPU; ngf 8, ndf 16) or unet_256 (pix2pix; ngf 64, ndf 64).")] = "small",
@@ -29,6 +31,8 @@ def command(
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps (also every 5 minutes and at the end).")] = 250,
     device: Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")] = "auto",
     splits: Annotated[Optional[Path], typer.Option(help="genTrain/genVal splits JSON to reuse (default: OUT/splits.json, made if absent).", show_default=False)] = None,
+    hold_out: Annotated[float, typer.Option(help="Share of the subjects held out as genTest, never seen (what a benchmark or a realism measure may test on).")] = 0.0,
+    acquisition: AcquisitionOption = None,
 ) -> None:
     """Train the pix2pix phase GAN (U-Net generator, 70x70 PatchGAN; adversarial + L1 on the unit
     phasor) on the magnitude/phase pairs of --data, split by patient into genTrain / genVal.
@@ -37,6 +41,7 @@ def command(
     --max-steps trains on; the same step count only exports). Prints one JSON line on stdout.
     Exit codes: 0 trained (or stopped by --max-minutes), 2 usage or data error.
     """
+    from kspacify.acquisition import UNKNOWN
     from kspacify.gan.train import GanRun, train_gan
 
     console = stderr_console()
@@ -48,6 +53,7 @@ def command(
                 noise_channels=noise_channels, lr=lr, max_steps=max_steps,
                 max_minutes=max_minutes, seed=seed, batch_size=batch_size, device=device, size=size,
                 validate_every=validate_every, checkpoint_every=checkpoint_every, export_dir=export_dir, splits=splits,
+                hold_out=hold_out, assume=assumed_acquisition(acquisition) or UNKNOWN,
             )  # fmt: skip
         )
 

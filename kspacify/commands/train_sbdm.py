@@ -7,9 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from kspacify.commands import run_training, stderr_console
+from kspacify.commands.common import AcquisitionOption, assumed_acquisition, stderr_console, user_errors
+from kspacify.commands.training import run_training
 
 
+@user_errors
 def command(
     data: Annotated[Path, typer.Option("--data", help="Directory (or file) of complex MRI: fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy.", show_default=False)],
     preset: Annotated[str, typer.Option(help="Score-network size: small (CPU; the bundled checkpoint) or paper (NCSN++ as in the paper; GPU).")] = "small",
@@ -32,6 +34,10 @@ def command(
     splits: Annotated[Optional[Path], typer.Option(help="genTrain/genVal splits JSON to reuse (default OUT/splits.json, made by patient if absent).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialization, data order, noise and splits.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")] = "auto",
+    hold_out: Annotated[float, typer.Option(help="Share of the subjects held out as genTest, never seen (what a benchmark or a realism measure may test on).")] = 0.0,
+    condition: Annotated[bool, typer.Option("--condition/--no-condition", help="Condition on the acquisition as well as the magnitude.")] = True,
+    condition_dropout: Annotated[float, typer.Option(help="Probability that a training sample's acquisition is shown as unknown.")] = 0.2,
+    acquisition: AcquisitionOption = None,
 ) -> None:
     """Train the conditional score network by sigma^2-weighted denoising score matching on the unit
     phasor of the data's real phase, conditioned on the magnitude, at the diffusion grid of `--phase sbdm`.
@@ -40,6 +46,7 @@ def command(
     trains with DistributedDataParallel. Prints one JSON line on stdout at the end.
     Exit codes: 0 trained (or stopped by --max-minutes), 2 usage or data error.
     """
+    from kspacify.acquisition import UNKNOWN
     from kspacify.sbdm.train import SbdmRun, train_sbdm
 
     cards: list[dict | None] = []
@@ -51,7 +58,8 @@ def command(
                 max_steps=max_steps, max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
                 grad_clip=grad_clip, ema_decay=ema_decay, seed=seed, device=device, splits=splits,
                 validate_every=validate_every, val_slices=val_slices, checkpoint_every=checkpoint_every,
-                export_dir=export_dir,
+                export_dir=export_dir, hold_out=hold_out, condition=condition, condition_dropout=condition_dropout,
+                assume=assumed_acquisition(acquisition) or UNKNOWN,
             )  # fmt: skip
         )
         cards.append(card)

@@ -7,9 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from kspacify.commands import run_training, stderr_console, usage_error
+from kspacify.commands.common import stderr_console, usage_error, user_errors
+from kspacify.commands.training import run_training
 
 
+@user_errors
 def command(
     data: Annotated[Path, typer.Option("--data", help="Directory (or file) of complex MRI: fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy.", show_default=False)],
     phase_method: Annotated[str, typer.Option("--phase", help="Phase of the training k-space: gt (the data's real phase) or a phase method (smooth, physics, zero; sbdm, gan when installed).", show_default=False)],

@@ -7,37 +7,29 @@ as the convert pipeline (`kspacify.preprocess`): the whole volume is divided by 
 of its magnitude, so that percentile is 1 (its maximum where the percentile is 0, no scaling for an
 all-zero volume); the complex image is divided by the same real factor, so the phase is untouched.
 
-A `VolumeRef` is what directory scanning finds: a volume key, the file(s) and the reader, no pixels,
-so splits can be computed without loading data.
+A `VolumeRef` is what directory scanning finds: a volume key, the file(s), the reader, the
+subject where the files say, and the acquisition; no pixels, so splits can be computed without
+loading data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from kspacify.preprocess import normalization_scale
-
+from kspacify.acquisition import UNKNOWN, Acquisition
 from kspacify.kspace import fft2c
+from kspacify.phase.base import wrap
+from kspacify.preprocess import normalization_scale
 
 log = logging.getLogger("kspacify.datasets")
 
 NORMALIZATION_PERCENTILE = 99.5
-_PI32 = np.float32(np.pi)
-_TWO_PI32 = np.float32(2 * np.pi)
 
-
-class DatasetError(Exception):
-    """A reader could not turn a file it had listed into slices; the message names the cause."""
-
-
-def wrap_phase(phase: np.ndarray) -> np.ndarray:
-    """Angles (radians) wrapped to float32 [-pi, pi) (np.angle gives (-pi, pi]; +pi becomes -pi)."""
-    wrapped = np.angle(np.exp(1j * np.asarray(phase, dtype=np.float64))).astype(np.float32)
-    return np.where(wrapped >= _PI32, wrapped - _TWO_PI32, wrapped).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,8 +63,7 @@ class ComplexSlice:
     @property
     def phase(self) -> np.ndarray:
         """angle(image) in radians, float32 in [-pi, pi)."""
-        phase = np.angle(self.image).astype(np.float32)
-        return np.where(phase >= _PI32, phase - _TWO_PI32, phase).astype(np.float32)
+        return wrap(np.angle(self.image))
 
     @property
     def kspace(self) -> np.ndarray:
@@ -89,11 +80,13 @@ class VolumeRef:
     """A volume found by scanning (no pixels).
 
     `key`: volume key (relative path of the file under the scanned root, without extension and
-    without a magnitude/phase tag; the file name stem when a single file is given). `patient`: the key
-    splits should group by (fastMRI's `patient_id` attribute where present, otherwise `key`).
-    `file`: the file read (the magnitude file for a magnitude/phase pair); `partner`: the second file of
-    a pair (phase, or imaginary part), else None. `reader`: the reader's name. `shape`: the array
-    shape as stored. `meta`: reader facts known from headers (e.g. number of coils, pair kind).
+    without a magnitude/phase tag; the file name stem when a single file is given). `patient`: the
+    subject where the files say (fastMRI's `patient_id` attribute, a JSON sidecar's `subject`), else
+    "" (`kspacify.datasets.splits.split_unit` decides what a split keeps together). `file`: the file
+    read (the magnitude file for a magnitude/phase pair); `partner`: the second file of a pair (phase,
+    or imaginary part), else None. `reader`: the reader's name. `shape`: the array shape as stored.
+    `meta`: reader facts known from headers (e.g. number of coils, pair kind; `subject_unknown` when
+    a sidecar says the subject is not known). `acquisition`: as the files say (else unknown).
     """
 
     key: str
@@ -103,10 +96,9 @@ class VolumeRef:
     patient: str = ""
     partner: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    acquisition: Acquisition = UNKNOWN
 
     def __post_init__(self) -> None:
-        if not self.patient:
-            object.__setattr__(self, "patient", self.key)
         object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
 
     @property
@@ -116,6 +108,7 @@ class VolumeRef:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["shape"] = list(self.shape)
+        data["acquisition"] = self.acquisition.to_json()
         return data
 
     @classmethod
@@ -128,7 +121,22 @@ class VolumeRef:
             patient=data.get("patient", ""),
             partner=data.get("partner"),
             meta=dict(data.get("meta", {})),
+            acquisition=Acquisition.from_json(data.get("acquisition")),
         )
+
+
+def fingerprint(ref: VolumeRef) -> str:
+    """A content fingerprint of a volume's file(s): sha256 of each file's size and first MiB. Model
+    cards list the fingerprints of the volumes a model saw, so the benchmark can recognize them under
+    another root, name or copy (and leave them out of what it tests on)."""
+    digest = hashlib.sha256()
+    for path in ref.files:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            digest.update(str(handle.tell()).encode())
+            handle.seek(0)
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()
 
 
 def normalize_volume(images: np.ndarray, percentile: float = NORMALIZATION_PERCENTILE) -> tuple[np.ndarray, float]:

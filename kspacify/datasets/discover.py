@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 from kspacify.datasets import fastmri, nifti, npy
-from kspacify.datasets.base import ComplexSlice, DatasetError, Skipped, VolumeRef, log
+from kspacify.datasets.base import ComplexSlice, Skipped, VolumeRef, log
+from kspacify.errors import DataError
 
 _READERS = {
     fastmri.READER: fastmri.read,
@@ -110,11 +111,7 @@ def scan(path: str | os.PathLike[str]) -> tuple[list[VolumeRef], list[Skipped]]:
 
     counts = Counter(ref.key for ref in refs)
     refs = [
-        replace(
-            ref,
-            key=key_of(Path(ref.file), Path(ref.file).name),
-            patient="" if ref.patient == ref.key else ref.patient,
-        )
+        replace(ref, key=key_of(Path(ref.file), Path(ref.file).name))
         if counts[ref.key] > 1
         else ref
         for ref in refs
@@ -138,11 +135,11 @@ def list_volumes(path: str | os.PathLike[str]) -> list[VolumeRef]:
 
 
 def read_volume(ref: VolumeRef, size: int = 256) -> Iterator[ComplexSlice]:
-    """The normalized size x size slices of one listed volume (raises DatasetError on a bad file)."""
+    """The normalized size x size slices of one listed volume (raises DataError on a bad file)."""
     try:
         reader = _READERS[ref.reader]
     except KeyError:
-        raise DatasetError(f"unknown reader {ref.reader!r} for {ref.file}") from None
+        raise DataError(f"unknown reader {ref.reader!r} for {ref.file}") from None
     yield from reader(ref, size)
 
 
@@ -160,7 +157,7 @@ def iter_slices(
     for ref in list_volumes(path):
         try:
             slices = list(read_volume(ref, size))
-        except DatasetError as error:
+        except DataError as error:
             if on_error == "raise":
                 raise
             log.warning("skipped %s: %s", ref.file, error)

@@ -27,6 +27,7 @@ is not fully sampled. Files without a complex 'kspace' dataset are skipped.
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,8 +35,10 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from kspacify.datasets.base import ComplexSlice, DatasetError, VolumeRef, make_slices
+from kspacify.acquisition import Acquisition, from_header_fields
+from kspacify.datasets.base import ComplexSlice, VolumeRef, make_slices
 from kspacify.datasets.resize import center_crop, to_square_size
+from kspacify.errors import DataError
 from kspacify.kspace import ifft2c
 
 READER = "fastmri"
@@ -87,13 +90,50 @@ def parse_header(xml: bytes | str) -> dict[str, Any]:
         return None if values[0] is None or values[1] is None else [v if v is not None else 1 for v in values]
 
     limits = _path(encoding, "encodingLimits", "kspace_encoding_step_1")
+    sequence = _child(root, "sequenceParameters")
+
+    def number(element: Any) -> float | None:
+        try:
+            return float(element.text) if element is not None and element.text else None
+        except ValueError:
+            return None
+
+    sequence_type = _child(sequence, "sequence_type")
     return {
         "encoded_size": size("encodedSpace"),
         "recon_size": size("reconSpace"),
         "kspace_encoding_step_1": {
             name: _int(_child(limits, name)) for name in ("minimum", "maximum", "center")
         },
+        "field_strength_t": number(_path(root, "acquisitionSystemInformation", "systemFieldStrength_T")),
+        "TE": number(_child(sequence, "TE")),
+        "TR": number(_child(sequence, "TR")),
+        "TI": number(_child(sequence, "TI")),
+        "flip_angle_deg": number(_child(sequence, "flipAngle_deg")),
+        "sequence_type": sequence_type.text.strip() if sequence_type is not None and sequence_type.text else None,
     }
+
+
+def acquisition_of(header: dict[str, Any] | None, attrs: dict[str, Any]) -> Acquisition:
+    """What the file says of its acquisition: kspacify's own `acquisition_record` attribute (a file
+    kspacify wrote), else the ISMRMRD header (field strength, TE/TR/TI in ms, flip angle, and the
+    family from `sequence_type` where the header names one)."""
+    record = attrs.get("acquisition_record")
+    if isinstance(record, str):
+        try:
+            return Acquisition.from_json(json.loads(record))
+        except ValueError:
+            pass
+    if not header:
+        return Acquisition()
+    kind = (header.get("sequence_type") or "").lower()
+    codes = [code for word, code in (("spinecho", "SE"), ("spin_echo", "SE"), ("gradient", "GR"), ("gre", "GR"),
+                                     ("epi", "EP"), ("inversion", "IR")) if word in kind.replace(" ", "")]  # fmt: skip
+    return from_header_fields({
+        "MagneticFieldStrength": header.get("field_strength_t"), "EchoTime": header.get("TE"),
+        "RepetitionTime": header.get("TR"), "InversionTime": header.get("TI"), "FlipAngle": header.get("flip_angle_deg"),
+        "ScanningSequence": codes,
+    })  # fmt: skip
 
 
 def compress_coils(kspace: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -164,7 +204,8 @@ def scan(path: Path, key: str) -> VolumeRef | str:
         "encoded_size": header["encoded_size"] if header else None,
     }
     patient = attrs.get("patient_id")
-    return VolumeRef(key=key, file=str(path), reader=READER, shape=shape, patient=str(patient or ""), meta=meta)
+    return VolumeRef(key=key, file=str(path), reader=READER, shape=shape, patient=str(patient or ""), meta=meta,
+                     acquisition=acquisition_of(header, attrs))  # fmt: skip
 
 
 def read(ref: VolumeRef, size: int = 256) -> Iterator[ComplexSlice]:
@@ -172,7 +213,7 @@ def read(ref: VolumeRef, size: int = 256) -> Iterator[ComplexSlice]:
     try:
         handle = h5py.File(ref.file, "r")
     except OSError as error:
-        raise DatasetError(f"{ref.file}: unreadable HDF5 ({error})") from error
+        raise DataError(f"{ref.file}: unreadable HDF5 ({error})") from error
     with handle:
         dataset = handle["kspace"]
         header = _header(handle)

@@ -18,6 +18,11 @@ e.g. `X_mag.nii.gz` + `X_phase.nii.gz`, BIDS `sub-01_part-mag_T2starw.nii.gz` +
 missing pairs with the untagged real-valued file of the same name (dcm2niix writes `X.nii` +
 `X_ph.nii`). Unpaired real-valued files are skipped (magnitude only: no phase).
 
+A JSON sidecar beside a volume (`<untagged name>.json` or `<file stem>.json`) says what the files
+cannot: the subject (a `subject` field; `kspacify data build`'s `volume.subject`; a text starting
+with "unknown" marks the subject as unknown, `meta["subject_unknown"]`) and the acquisition
+(dcm2niix/BIDS keys: MagneticFieldStrength, EchoTime in s, ScanningSequence, ...).
+
 Phase units are inferred from the range [lo, hi] of the finite phase values (a wrapped phase map
 spans most of its cycle, so its range identifies the unit):
 
@@ -25,7 +30,7 @@ spans most of its cycle, so its range identifies the unit):
     lo >= 0 and hi <= 2 pi (0.1% slack)        radians in [0, 2pi), wrapped
     lo >= -4096 and hi <= 4096, lo < 0         Siemens signed 12-bit: phase * pi / 4096
     lo >= 0 and hi <= 4096                     unsigned 12-bit (0..4095): phase * pi / 2048 - pi
-    anything else                              not recognized: the volume is skipped (DatasetError)
+    anything else                              not recognized: the volume is skipped (DataError)
 
 Values are read through the NIfTI scaling (scl_slope/scl_inter), as nibabel applies it. The phase
 is wrapped to [-pi, pi) afterwards; image = magnitude * exp(1j * phase).
@@ -33,16 +38,20 @@ is wrapped to [-pi, pi) afterwards; image = magnitude * exp(1j * phase).
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import nibabel
 import numpy as np
 
-from kspacify.datasets.base import ComplexSlice, DatasetError, VolumeRef, make_slices, wrap_phase
+from kspacify.acquisition import from_header_fields
+from kspacify.datasets.base import ComplexSlice, VolumeRef, make_slices
+from kspacify.phase.base import wrap
 from kspacify.datasets.resize import to_square_size
+from kspacify.errors import DataError
 
 READER_COMPLEX = "nifti-complex"
 READER_PAIR = "nifti-pair"
@@ -103,9 +112,9 @@ def phase_to_radians(phase: np.ndarray) -> tuple[np.ndarray, str]:
     elif lo >= 0 and hi <= 4096.5:
         radians, rule = phase * (np.pi / 2048.0) - np.pi, "unsigned 12-bit (x * pi / 2048 - pi)"
     else:
-        raise DatasetError(f"phase range [{lo:g}, {hi:g}] is neither radians nor 12-bit scanner units")
+        raise DataError(f"phase range [{lo:g}, {hi:g}] is neither radians nor 12-bit scanner units")
     radians = np.where(np.isfinite(radians), radians, 0.0)
-    return wrap_phase(radians), rule
+    return wrap(radians), rule
 
 
 @dataclass(frozen=True)
@@ -180,7 +189,42 @@ def scan_directory(
                 skipped.append((path, f"{role} NIfTI without a {wanted} partner for '{base}'", False))
     for name, path in plain.items():
         skipped.append((path, "real-valued NIfTI without a phase partner (magnitude only)", False))
-    return sorted(refs, key=lambda ref: ref.file), sorted(skipped)
+    return sorted((_with_sidecar(ref) for ref in refs), key=lambda ref: ref.file), sorted(skipped)
+
+
+def _sidecar(ref: VolumeRef) -> dict[str, Any]:
+    """The JSON object beside the volume (see module doc), or {} when there is none or it is unusable."""
+    first = Path(ref.file)
+    names = [stem(first) + ".json"]
+    tag = split_tag(stem(first))
+    if tag is not None:
+        names.insert(0, tag[1] + ".json")
+    for name in names:
+        path = first.with_name(name)
+        try:
+            if path.is_file() and path.stat().st_size < 1 << 20:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(data, dict):
+                    return data
+        except (OSError, ValueError, RecursionError):
+            continue
+    return {}
+
+
+def _with_sidecar(ref: VolumeRef) -> VolumeRef:
+    data = _sidecar(ref)
+    if not data:
+        return ref
+    volume = data.get("volume") if isinstance(data.get("volume"), dict) else {}
+    subject = data.get("subject", volume.get("subject"))
+    meta = dict(ref.meta)
+    patient = ref.patient
+    if isinstance(subject, str) and subject.strip():
+        if subject.strip().lower().startswith("unknown"):
+            meta["subject_unknown"] = True
+        else:
+            patient = subject.strip()
+    return replace(ref, patient=patient, meta=meta, acquisition=from_header_fields(data, seconds=True))
 
 
 def _pair_ref(
@@ -206,7 +250,7 @@ def _volumes(array: np.ndarray) -> np.ndarray:
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4:
-        raise DatasetError(f"unsupported NIfTI shape {array.shape}")
+        raise DataError(f"unsupported NIfTI shape {array.shape}")
     return np.moveaxis(array, 3, 0)
 
 
@@ -225,7 +269,7 @@ def read(ref: VolumeRef, size: int = 256) -> Iterator[ComplexSlice]:
             first = _load(ref.file, np.float64)
             second = _load(ref.partner, np.float64)
             if first.shape != second.shape:
-                raise DatasetError(f"{ref.file} and {ref.partner} differ in shape: {first.shape} vs {second.shape}")
+                raise DataError(f"{ref.file} and {ref.partner} differ in shape: {first.shape} vs {second.shape}")
             source["partner"] = ref.partner
             if ref.meta.get("pair") == "real+imaginary":
                 volume = first + 1j * second
@@ -233,10 +277,10 @@ def read(ref: VolumeRef, size: int = 256) -> Iterator[ComplexSlice]:
                 radians, rule = phase_to_radians(second)
                 source["phase_units"] = rule
                 volume = np.abs(first) * np.exp(1j * radians.astype(np.float64))
-    except DatasetError:
+    except DataError:
         raise
     except Exception as error:
-        raise DatasetError(f"{ref.file}: could not read ({type(error).__name__}: {error})") from error
+        raise DataError(f"{ref.file}: could not read ({type(error).__name__}: {error})") from error
 
     frames = _volumes(volume)
     n_slices = frames.shape[-1]

@@ -12,8 +12,9 @@ from typing import Iterator
 
 import numpy as np
 
-from kspacify.datasets.base import ComplexSlice, DatasetError, VolumeRef, make_slices
+from kspacify.datasets.base import ComplexSlice, VolumeRef, make_slices
 from kspacify.datasets.resize import to_square_size
+from kspacify.errors import DataError
 
 READER = "npy"
 SUFFIXES = (".npy",)
@@ -36,7 +37,7 @@ def read(ref: VolumeRef, size: int = 256) -> Iterator[ComplexSlice]:
     try:
         array = np.load(ref.file, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise DatasetError(f"{ref.file}: unreadable .npy ({error})") from error
+        raise DataError(f"{ref.file}: unreadable .npy ({error})") from error
     if array.ndim == 2:
         array = array[None]
     images = np.stack([to_square_size(image, size) for image in array])

@@ -17,8 +17,13 @@ all six lists (the inner split is seeded with f"{seed}/{parent}").
 Validity (checked by `validate_splits`, `save_splits`, `load_splits`): two splits may share keys
 only if one contains the other (nesting); siblings never overlap.
 
-Grouping: split by patient where volumes share a patient (`make_volume_splits` does this for
-`VolumeRef`s: patients are split, then each patient's volume keys follow it).
+The one split policy of the project (every trainer and the benchmark use `volume_splits`): the unit
+a split keeps together is `split_unit(ref)`, the subject: the reader's patient where the files name
+one (fastMRI's `patient_id`, a JSON sidecar's subject), else the first folder of the volume key
+(`subject/scan` layouts, `kspacify data build`'s `<subject>/<volume>`), else the volume. Units are
+split by the seeded hash above, with one exception: volumes whose sidecar says the subject is
+unknown (numbered blocks of consecutive slices, where neighbours may be one subject) are split into
+contiguous runs in natural name order, rotated by the seed, so no split interleaves with another.
 
 Files are JSON: {"format": "kspacify-splits", "version": 1, "splits": {name: [keys]}, "meta": {...}}.
 """
@@ -29,9 +34,12 @@ import hashlib
 import json
 import math
 import os
-from collections import defaultdict
+import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
+
+from kspacify.atomic import write_json
+from kspacify.errors import DataError
 
 FORMAT = "kspacify-splits"
 VERSION = 1
@@ -106,17 +114,83 @@ def make_nested_splits(
     return splits
 
 
-def make_volume_splits(
-    refs: Iterable[Any],
-    fractions: Mapping[str, float] | None = None,
-    seed: int | str = 0,
-) -> dict[str, list[str]]:
-    """Split `VolumeRef`s (anything with .key and .patient) by patient; returns volume keys per split."""
-    by_patient: dict[str, list[str]] = defaultdict(list)
+def split_unit(ref: Any) -> str:
+    """What a split keeps together for a `VolumeRef` (see the module doc): its subject."""
+    if ref.patient:
+        return f"patient:{ref.patient}"
+    if ref.meta.get("subject_unknown"):
+        return f"volume:{ref.key}"
+    return f"folder:{ref.key.split('/', 1)[0]}" if "/" in ref.key else f"volume:{ref.key}"
+
+
+def _natural(text: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def contiguous_splits(units: Sequence[str], fractions: Mapping[str, float], seed: int | str = 0) -> dict[str, list[str]]:
+    """Ordered units cut into one contiguous run per split (sizes as `make_splits`), the order
+    rotated by a seeded offset so another seed gives other runs; each list sorted."""
+    _check_fractions(fractions)
+    ordered = sorted(set(units), key=_natural)
+    offset = int(_rank(seed, "contiguous offset"), 16) % len(ordered) if ordered else 0
+    ordered = ordered[offset:] + ordered[:offset]
+    splits, start = {}, 0
+    for name, size in _sizes(len(ordered), fractions).items():
+        splits[name] = sorted(ordered[start : start + size], key=_natural)
+        start += size
+    return splits
+
+
+def split_volumes(refs: Iterable[Any], fractions: Mapping[str, float], seed: int | str = 0) -> dict[str, list[str]]:
+    """The project's split of `VolumeRef`s by `split_unit`: volume keys per split."""
+    units: dict[str, list[Any]] = {}
     for ref in refs:
-        by_patient[ref.patient or ref.key].append(ref.key)
-    patients = make_splits(by_patient, fractions, seed)
-    return {name: sorted(key for patient in group for key in by_patient[patient]) for name, group in patients.items()}
+        units.setdefault(split_unit(ref), []).append(ref)
+    ordered = [u for u, members in units.items() if all(r.meta.get("subject_unknown") for r in members)]
+    hashed = [u for u in units if u not in set(ordered)]
+    groups: dict[str, list[str]] = {name: [] for name in fractions}
+    for part in (make_splits(hashed, fractions, seed) if hashed else {},
+                 contiguous_splits(ordered, fractions, seed) if ordered else {}):  # fmt: skip
+        for name, members in part.items():
+            groups[name] += members
+    return {name: sorted(r.key for u in members for r in units[u]) for name, members in groups.items()}
+
+
+def volume_splits(
+    refs: Sequence[Any],
+    path: Path,
+    fractions: Mapping[str, float],
+    seed: int | str = 0,
+    *,
+    save: bool = True,
+    required: Sequence[str] = (),
+) -> dict[str, list[str]]:
+    """The splits of `refs` in `path` when it exists (every listed key must still be in the data and
+    every `required` split non-empty; else a DataError), or made by `split_volumes` and written there
+    (when `save`: under torchrun only rank 0 writes; the others make the same splits)."""
+    keys = {ref.key for ref in refs}
+    names = list(fractions)
+    if path.exists():
+        try:
+            splits, _ = load_splits_with_meta(path)
+        except (OSError, ValueError) as error:
+            raise DataError(f"{path}: {error}") from None
+        missing = sorted(k for name in names for k in splits.get(name, []) if k not in keys)
+        empty = [name for name in required if not splits.get(name)]
+        if missing or empty:
+            why = f"volume {missing[0]} is not in it" if missing else f"no {empty[0]} split"
+            raise DataError(f"{path} does not fit this data ({why}); use another output directory or --splits file")
+        return {name: list(splits.get(name, [])) for name in names}
+    units = {split_unit(ref) for ref in refs}
+    positive = [name for name in names if fractions[name] > 0]
+    if len(units) < len(positive):
+        raise DataError(f"found {len(refs)} volume(s) of {len(units)} subject(s); splitting into {', '.join(positive)} "
+                        f"needs at least {len(positive)}")  # fmt: skip
+    splits = split_volumes(refs, fractions, seed)
+    if save:
+        save_splits(path, splits, {"seed": seed, "fractions": dict(fractions), "subjects": len(units), "volumes": len(refs),
+                                   "policy": "kspacify.datasets.splits.split_volumes (split_unit)"})  # fmt: skip
+    return splits
 
 
 def validate_splits(splits: Mapping[str, Iterable[str]]) -> None:
@@ -147,13 +221,7 @@ def save_splits(
     splits = {name: list(keys) for name, keys in splits.items()}
     validate_splits(splits)
     document = {"format": FORMAT, "version": VERSION, "splits": splits, "meta": dict(meta or {})}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    return write_json(path, document)
 
 
 def load_splits_with_meta(path: str | os.PathLike[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:
@@ -175,3 +243,41 @@ def load_splits_with_meta(path: str | os.PathLike[str]) -> tuple[dict[str, list[
 def load_splits(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """The splits of a file written by `save_splits` (name -> keys, in file order)."""
     return load_splits_with_meta(path)[0]
+
+
+# The paper's two levels: the phase generators train on genTrain (genVal selects their weights); the
+# reconstruction networks of the benchmark split what the generators never saw into recTrain (the
+# magnitudes that get each method's phase), recVal (selects each VarNet's weights) and recTest.
+GEN_NAMES = ("genTrain", "genVal", "genTest")
+# recTrain / recVal / recTest by subject. The paper split 126/30/40 patients; a larger test share here,
+# because the benchmark's intervals come from resampling test volumes, and CPU-sized data has few.
+REC_FRACTIONS = {"recTrain": 0.5, "recVal": 0.15, "recTest": 0.35}
+
+
+def gen_splits(refs: Sequence[Any], path: Path, seed: int | str = 0, val_fraction: float = 0.1, test_fraction: float = 0.0,
+               *, save: bool = True, allow_single: bool = False) -> dict[str, list[str]]:  # fmt: skip
+    """genTrain / genVal / genTest by subject (`volume_splits`): about `val_fraction` of the subjects
+    (at least one) validate, `test_fraction` are held out (genTest: never seen by the generator, what
+    the benchmark and the realism measures may test on). One subject is an error unless
+    `allow_single` (then all of it trains)."""
+    units = len({split_unit(ref) for ref in refs})
+    if not 0 <= test_fraction < 1:
+        raise DataError(f"the held-out share must be in [0, 1), got {test_fraction}")
+    if units < 2 and not path.exists():
+        if not allow_single:
+            raise DataError(f"found {len(refs)} volume(s) of {units} subject(s); a subject-level validation split needs at least 2")
+        return volume_splits(refs, path, {"genTrain": 1.0, "genVal": 0.0, "genTest": 0.0}, seed, save=save, required=("genTrain",))
+    n_test = min(round(test_fraction * units), units - 2)
+    n_val = min(max(1, round(val_fraction * units)), units - 1 - n_test) if units >= 2 else 0
+    fractions = {"genTrain": (units - n_val - n_test) / units, "genVal": n_val / units, "genTest": n_test / units}
+    return volume_splits(refs, path, fractions, seed, save=save, required=("genTrain",))
+
+
+def rec_splits(refs: Sequence[Any], path: Path, seed: int | str = 0, *, save: bool = True) -> dict[str, list[str]]:
+    """recTrain / recVal / recTest by subject (`volume_splits`); with two subjects there is no recVal
+    (training then keeps its last weights)."""
+    units = len({split_unit(ref) for ref in refs})
+    if units < 2 and not path.exists():
+        raise DataError(f"found {len(refs)} volume(s) of {units} subject(s); training and testing need at least 2")
+    fractions = REC_FRACTIONS if units >= 3 else {"recTrain": 0.5, "recVal": 0.0, "recTest": 0.5}
+    return volume_splits(refs, path, fractions, seed, save=save, required=("recTrain",))

@@ -21,29 +21,45 @@ the caller's generator. Without this, L1 would average over random offsets towar
 Augmentation: a random flip / 90-degree rotation per step, drawn from the step's seeded generator
 (`ctx.rng`), so resumed runs draw the same.
 
-Data: complex volumes read with `kspacify.datasets` (any reader: fastMRI h5, complex NIfTI, ...),
-split by patient into genTrain / genVal (`out/splits.json`, reused when present).
+Data: complex volumes read with `kspacify.datasets` (any reader: fastMRI h5, complex NIfTI, ...)
+into a `PairSet`, split by the project's policy (`datasets.gen_splits`, by subject) into
+genTrain / genVal (`out/splits.json`, reused when present).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
-from kspacify.gan.network import PRESETS, Discriminator, GanConfig, Generator, sample_noise
-from kspacify.training import LoopConfig, Part, StepContext, TrainResult, TrainTask, World, fit
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.datasets import PairDataset, PairSet, fingerprint, gen_splits, list_volumes, load_pairs
+from kspacify.errors import DataError, UsageError
+from kspacify.gan.network import (
+    PRESETS,
+    Discriminator,
+    GanConfig,
+    Generator,
+    sample_noise,
+)
+from kspacify.training import (
+    LoopConfig,
+    Part,
+    StepContext,
+    TrainResult,
+    TrainTask,
+    World,
+    fit,
+)
 
-__all__ = ["GAN_MODES", "GanRun", "GanTask", "PairSet", "canonical_phasor", "load_pairs", "train_gan"]
+__all__ = ["GAN_MODES", "GanRun", "GanTask", "canonical_phasor", "train_gan"]
 
 GAN_MODES = ("lsgan", "bce")
-GEN_FRACTIONS = {"genTrain": 0.85, "genVal": 0.15}
 
 
 def canonical_phasor(magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
@@ -56,26 +72,11 @@ def canonical_phasor(magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tens
     return torch.stack([c * ca + s * sa, s * ca - c * sa], dim=1)
 
 
-@dataclass
-class PairSet:
-    """Magnitude and phase slices in memory, and where they came from."""
-
-    magnitude: np.ndarray  # (N, H, W) float32
-    phase: np.ndarray  # (N, H, W) float32
-    keys: list[str]  # volume key per slice
-
-
-class _Pairs(Dataset):
-    def __init__(self, pairs: PairSet) -> None:
-        self.pairs = pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs.magnitude)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        magnitude = torch.from_numpy(np.ascontiguousarray(self.pairs.magnitude[index]))
-        phase = torch.from_numpy(np.ascontiguousarray(self.pairs.phase[index]))
-        return magnitude[None], canonical_phasor(magnitude[None], phase[None])[0]
+def _gan_sample(pairs: PairSet, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(magnitude (1, H, W), canonical unit phasor (2, H, W)): the GAN's view of a pair."""
+    magnitude = torch.from_numpy(np.ascontiguousarray(pairs.magnitude[index]))
+    phase = torch.from_numpy(np.ascontiguousarray(pairs.phase[index]))
+    return magnitude[None], canonical_phasor(magnitude[None], phase[None])[0]
 
 
 def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -130,13 +131,13 @@ class GanTask(TrainTask):
             },
             "data": {
                 **self.data_description,
-                "training_slices": len(self.train.magnitude),
-                "validation_slices": len(self.val.magnitude) if self.val is not None else 0,
+                "training_slices": len(self.train),
+                "validation_slices": len(self.val) if self.val is not None else 0,
             },
         }  # fmt: skip
 
-    def dataset(self) -> Dataset:
-        return _Pairs(self.train)
+    def dataset(self) -> PairDataset:
+        return PairDataset(self.train, _gan_sample)
 
     def build(self, device: torch.device) -> dict[str, Part]:
         generator = Generator(self.config.generator).to(device)
@@ -187,7 +188,7 @@ class GanTask(TrainTask):
         return {"loss_d": loss_d.detach(), "loss_g_adv": adv.detach(), "l1": l1.detach()}
 
     def validate(self, models: Mapping[str, nn.Module], device: torch.device) -> dict[str, float]:
-        if self.val is None or len(self.val.magnitude) == 0:
+        if self.val is None or len(self.val) == 0:
             return {}
         return evaluate(models["generator"], self.val, device)
 
@@ -218,21 +219,6 @@ def evaluate(generator: nn.Module, pairs: PairSet, device: torch.device | str = 
     return {"l1": l1_sum / max(pixels, 1), "phase_error_deg": float(np.degrees(err_sum / max(weight_sum, 1e-12)))}
 
 
-def load_pairs(refs: Sequence[Any], size: int = 256) -> PairSet:
-    """Magnitude and phase of every slice of `refs` (kspacify.datasets readers), size x size."""
-    from kspacify.datasets import read_volume
-
-    magnitudes, phases, keys = [], [], []
-    for ref in refs:
-        for s in read_volume(ref, size):
-            magnitudes.append(s.magnitude.astype(np.float32))
-            phases.append(s.phase.astype(np.float32))
-            keys.append(ref.key)
-    if not magnitudes:
-        return PairSet(np.zeros((0, size, size), np.float32), np.zeros((0, size, size), np.float32), [])
-    return PairSet(np.stack(magnitudes), np.stack(phases), keys)
-
-
 @dataclass(frozen=True)
 class GanRun:
     """What `kspacify train gan` does: data, network preset, loss, bounds."""
@@ -257,40 +243,31 @@ class GanRun:
     export_dir: Path | None = None  # default out/weights
     splits: Path | None = None  # default out/splits.json
     console: bool = True
+    assume: Acquisition = UNKNOWN  # the acquisition of volumes whose files do not say
+    hold_out: float = 0.0  # share of subjects in genTest: never seen (for benchmarks and realism)
 
 
 def train_gan(run: GanRun) -> TrainResult:
     """Split `run.data` by patient (genTrain / genVal), train the GAN, export `gan-<preset>`."""
-    from kspacify.datasets import DatasetError, list_volumes, load_splits_with_meta, make_volume_splits, save_splits
-
     if run.preset not in PRESETS:
-        raise ValueError(f"unknown preset {run.preset!r}; choose one of: {', '.join(PRESETS)}")
+        raise UsageError(f"unknown preset {run.preset!r}; choose one of: {', '.join(PRESETS)}")
     config = PRESETS[run.preset]
     if run.noise_channels is not None:
         config = replace(config, generator=replace(config.generator, noise_channels=run.noise_channels))
     if run.size % config.generator.multiple:
-        raise ValueError(f"--size must be a multiple of {config.generator.multiple} for preset {run.preset}")
+        raise UsageError(f"--size must be a multiple of {config.generator.multiple} for preset {run.preset}")
     refs = list_volumes(run.data)
     if not refs:
-        raise DatasetError(f"no complex volumes (fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy) in {run.data}")
-    split_path = run.splits or run.out / "splits.json"
-    if split_path.exists():
-        splits, _ = load_splits_with_meta(split_path)
-    else:
-        patients = len({r.patient or r.key for r in refs})
-        fractions = GEN_FRACTIONS if patients >= 2 else {"genTrain": 1.0}
-        splits = make_volume_splits(refs, fractions, run.seed)
-        if World.from_env().is_main:
-            save_splits(split_path, splits, {"seed": run.seed, "fractions": fractions, "volumes": len(refs)})
+        raise DataError(f"no complex volumes (fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy) in {run.data}")
+    splits = gen_splits(refs, run.splits or run.out / "splits.json", run.seed, 0.15, run.hold_out,
+                        save=World.from_env().is_main, allow_single=True)  # fmt: skip
     by_key = {r.key: r for r in refs}
-    missing = [k for name in ("genTrain", "genVal") for k in splits.get(name, []) if k not in by_key]
-    if missing or not splits.get("genTrain"):
-        raise DatasetError(f"{split_path} does not fit this data (e.g. volume {missing[0] if missing else '?'}); use another --out")
-    train = load_pairs([by_key[k] for k in splits["genTrain"]], run.size)
-    val = load_pairs([by_key[k] for k in splits.get("genVal", [])], run.size)
+    train = load_pairs([by_key[k] for k in splits["genTrain"]], run.size, run.assume)
+    val = load_pairs([by_key[k] for k in splits.get("genVal", [])], run.size, run.assume)
     task = GanTask(
-        train, config, val if len(val.magnitude) else None, run.gan_mode, run.l1_weight, run.lr,
-        data_description={"source": str(run.data), "splits": splits, "size": run.size},
+        train, config, val if len(val) else None, run.gan_mode, run.l1_weight, run.lr,
+        data_description={"source": str(run.data), "splits": splits, "size": run.size, "assumed_acquisition": run.assume.to_json(),
+                          "fingerprints": sorted(fingerprint(by_key[k]) for n in ("genTrain", "genVal") for k in splits.get(n, []))},
         l1_samples=run.l1_samples,
     )  # fmt: skip
     loop = LoopConfig(

@@ -1,26 +1,33 @@
 """The phase-synthesizer interface and its registry.
 
 A phase method is one module in this package that defines `METHOD = MethodSpec(...)`; the registry
-finds it by walking the package, so adding a method touches one file. `auto` is a rule over the
-registry (lowest `auto_rank` among methods that say they are usable), not a special case in the CLI.
+finds it by walking the package, so adding a method touches one file. Its settings are a frozen
+dataclass (`MethodSpec.options`), parsed and checked by `kspacify.options`: a mistyped or unknown
+setting is an error naming the known ones. The device is not a setting but a runtime argument of
+`create`. `auto` is a rule over the registry (lowest `auto_rank` among methods that say they are
+usable for the volume's acquisition), not a special case in the CLI.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
+
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.errors import UsageError
+from kspacify.options import OptionInfo, build_options, describe
+from kspacify.plugins import discover
 
 
 class PhaseSynthesizer(Protocol):
     """Magnitude batch in, phase batch out.
 
-    `synthesize` takes normalized magnitudes, float32 (batch, H, W), and a seeded generator, and
-    returns phase maps in radians, float32 (batch, H, W), wrapped to [-pi, pi). Only the phase is
-    produced: the magnitude written out is always the input magnitude.
+    `synthesize` takes normalized magnitudes, float32 (batch, H, W), a seeded generator and the
+    volume's `Acquisition` (unknown fields: the method's acquisition-agnostic behaviour), and returns
+    phase maps in radians, float32 (batch, H, W), wrapped to [-pi, pi). Only the phase is produced:
+    the magnitude written out is always the input magnitude.
     """
 
     name: str
@@ -29,23 +36,34 @@ class PhaseSynthesizer(Protocol):
         """JSON-able provenance: the method's parameters (and checkpoint sha256 where one is used)."""
         ...
 
-    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator, acquisition: Acquisition = UNKNOWN) -> np.ndarray: ...
+
+
+def _always(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
+    return True, "always available"
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered phase method.
 
-    `create(**options)` builds a synthesizer (options come from the CLI, e.g. device, steps).
+    `options`: the frozen dataclass of its settings (defaults = the method's defaults).
+    `build(options, device)`: a synthesizer from parsed options, on a device ("auto", "cpu", ...).
     `auto_rank`: order in which `auto` considers it (lower first); None: `auto` never picks it.
-    `usable(device)`: (ok, reason) for `auto`, e.g. "no checkpoint found" or "no GPU".
+    `usable(device, acquisition)`: (ok, reason) for `auto`, e.g. "no checkpoint found".
+    `uses`: the `Acquisition` fields the method reads (shown by `kspacify methods`).
     """
 
     name: str
     summary: str
-    create: Callable[..., PhaseSynthesizer]
+    options: type
+    build: Callable[[Any, str], PhaseSynthesizer]
     auto_rank: int | None = None
-    usable: Callable[[str], tuple[bool, str]] = lambda device: (True, "always available")
+    usable: Callable[[str, Acquisition], tuple[bool, str]] = _always
+    uses: tuple[str, ...] = ()
+
+    def option_list(self) -> list[OptionInfo]:
+        return describe(self.options)
 
 
 _NOT_METHODS = {"base"}
@@ -56,17 +74,7 @@ def registry() -> dict[str, MethodSpec]:
     """All phase methods by name, discovered once from the modules of this package."""
     global _registry
     if _registry is None:
-        import kspacify.phase as package
-
-        found: dict[str, MethodSpec] = {}
-        for module_info in pkgutil.iter_modules(package.__path__):
-            if module_info.name in _NOT_METHODS or module_info.name.startswith("_"):
-                continue
-            module = importlib.import_module(f"{package.__name__}.{module_info.name}")
-            spec = getattr(module, "METHOD", None)
-            if isinstance(spec, MethodSpec):
-                found[spec.name] = spec
-        _registry = dict(sorted(found.items()))
+        _registry = discover("kspacify.phase", "METHOD", MethodSpec, frozenset(_NOT_METHODS))
     return _registry
 
 
@@ -74,32 +82,26 @@ def method_names() -> list[str]:
     return list(registry())
 
 
-def known_options(method: str, options: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
-    """`options` unchanged if every key is in `known`; else a ValueError naming them (a typo in a
-    `--phase-opt` must not pass silently)."""
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"{method} phase: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    return options
-
-
-class UnknownMethodError(ValueError):
+class UnknownMethodError(UsageError):
     pass
 
 
-def resolve(name: str, device: str) -> tuple[str, str]:
-    """The method `name` stands for, and why: `auto` picks the best usable one on `device`."""
+def _spec(name: str) -> MethodSpec:
     methods = registry()
+    if name not in methods:
+        raise UnknownMethodError(f"unknown phase method {name!r}; choose one of: auto, {', '.join(methods)}")
+    return methods[name]
+
+
+def resolve(name: str, device: str, acquisition: Acquisition = UNKNOWN) -> tuple[str, str]:
+    """The method `name` stands for, and why: `auto` picks the best method usable on `device` for
+    a volume acquired as `acquisition`."""
     if name != "auto":
-        if name not in methods:
-            raise UnknownMethodError(
-                f"unknown phase method {name!r}; choose one of: auto, {', '.join(methods)}"
-            )
-        return name, "chosen with --phase"
-    ranked = sorted((m for m in methods.values() if m.auto_rank is not None), key=lambda m: m.auto_rank)
+        return _spec(name).name, "chosen with --phase"
+    ranked = sorted((m for m in registry().values() if m.auto_rank is not None), key=lambda m: m.auto_rank)  # type: ignore[arg-type, return-value]
     passed_over: list[str] = []
     for method in ranked:
-        ok, reason = method.usable(device)
+        ok, reason = method.usable(device, acquisition)
         if ok:
             why = f"auto: {reason}"
             if passed_over:
@@ -109,12 +111,54 @@ def resolve(name: str, device: str) -> tuple[str, str]:
     raise UnknownMethodError("no phase method is usable: " + "; ".join(passed_over))
 
 
-def create(name: str, **options: Any) -> PhaseSynthesizer:
-    """Build the synthesizer registered as `name` (not `auto`: call `resolve` first)."""
-    methods = registry()
-    if name not in methods:
-        raise UnknownMethodError(f"unknown phase method {name!r}; choose one of: {', '.join(methods)}")
-    return methods[name].create(**options)
+class AutoPhase:
+    """`--phase auto` as a synthesizer: each volume gets the best method usable for its acquisition
+    (`resolve`), built once per method. `for_acquisition` says which one a volume gets, and why."""
+
+    name = "auto"
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = device
+        self._chosen: dict[Acquisition, tuple[PhaseSynthesizer, str]] = {}
+        self._built: dict[str, PhaseSynthesizer] = {}
+
+    def for_acquisition(self, acquisition: Acquisition) -> tuple[PhaseSynthesizer, str]:
+        if acquisition not in self._chosen:
+            name, why = resolve("auto", self.device, acquisition)
+            if name not in self._built:
+                self._built[name] = create(name, device=self.device)
+            self._chosen[acquisition] = (self._built[name], why)
+        return self._chosen[acquisition]
+
+    def settings(self) -> dict[str, Any]:
+        return {"rule": "per volume: the best method usable for its acquisition (kspacify.phase.resolve)"}
+
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator, acquisition: Acquisition = UNKNOWN) -> np.ndarray:
+        return self.for_acquisition(acquisition)[0].synthesize(magnitude, rng, acquisition)
+
+
+def choices(device: str) -> dict[str, tuple[str, str]]:
+    """What `auto` picks on `device` for a volume of each sequence family (family -> (method, why))."""
+    from kspacify.acquisition import Family
+
+    return {family.value: resolve("auto", device, Acquisition(family=family)) for family in Family}
+
+
+def parse(name: str, options: Mapping[str, Any] | None = None) -> Any:
+    """The typed options of method `name` from `options` (text from the CLI, or Python values);
+    an OptionError (a usage error) names a key the method does not know, or a bad value."""
+    return build_options(_spec(name).options, dict(options or {}), f"{name} phase")
+
+
+def create(name: str, *, device: str = "auto", **options: Any) -> PhaseSynthesizer:
+    """Build the synthesizer registered as `name` on `device`; `auto` chooses per volume (no options)."""
+    if name == "auto":
+        if options:
+            raise UsageError(f"--phase auto takes no phase options ({', '.join(sorted(options))}): choose the method "
+                             "with --phase NAME to set its options")  # fmt: skip
+        return AutoPhase(device)
+    spec = _spec(name)
+    return spec.build(parse(name, options), device)
 
 
 def wrap(phase: np.ndarray) -> np.ndarray:

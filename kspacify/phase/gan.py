@@ -1,10 +1,10 @@
 """`gan`: phase from the pix2pix GAN (kspacify.gan), one generator evaluation per slice.
 
-The fast learned fallback for machines without a GPU: `auto` takes it after `sbdm` (which needs a
-GPU) and before `physics`, whenever its checkpoint is found. The checkpoint `gan-<preset>.safetensors`
-(+ `.json` model card, sha256-checked on load) is looked for where the SBDM's is
-(`kspacify.weights.weights_dirs`: $KSPACIFY_WEIGHTS, then the package's and the checkout's
-`weights/`); `checkpoint=PATH` overrides.
+The fast learned method: `auto` considers it after `sbdm` and before `physics`, for the sequence
+families where its card shows it more realistic than `physics`. The checkpoint
+`gan-<preset>.safetensors` (+ `.json` model card, sha256-checked on load) is looked for where the
+SBDM's is (`kspacify.weights.weights_dirs`: $KSPACIFY_WEIGHTS, then the package's
+`kspacify/weights/`); `checkpoint=PATH` overrides.
 
 The generator was trained on 256x256 slices (the card's `data.size`); other sizes are
 area-resampled to it and the unit phasor is bilinearly resampled back (wrap-safe), then phase =
@@ -22,20 +22,33 @@ The magnitude is not touched: only phase is returned.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from kspacify.phase.base import MethodSpec, known_options, wrap
-from kspacify.phase.physics import with_measurement_noise
 from kspacify import weights
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.errors import OptionError
+from kspacify.phase.base import MethodSpec, wrap
+from kspacify.phase.physics import with_measurement_noise
 
 DEFAULT_PRESET = "small"
 FALLBACK = "use --phase physics or --phase smooth instead"
-OPTIONS = ("device", "checkpoint", "preset", "background", "offset", "batch_size")
-BACKGROUNDS = ("noise", "model")
-OFFSETS = ("random", "none")
+
+
+@dataclass(frozen=True)
+class GanOptions:
+    checkpoint: Path | None = field(default=None, metadata={"help": "a gan-*.safetensors file (default: the bundled one)"})
+    preset: str = field(default=DEFAULT_PRESET, metadata={"help": "which bundled gan-<preset> to look for"})
+    background: Literal["noise", "model"] = field(default="noise", metadata={"help": "noise floor: drawn from the noise model, or the network's"})
+    offset: Literal["random", "none"] = field(default="random", metadata={"help": "uniform random global phase per slice"})
+    batch_size: int = field(default=16, metadata={"help": "slices per network evaluation"})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= 4096:
+            raise ValueError(f"gan phase: batch_size must be in [1, 4096], got {self.batch_size}")
 
 
 def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
@@ -52,12 +65,12 @@ def load_generator(path: str | os.PathLike[str], device: Any = "cpu") -> tuple[A
     try:
         tensors, card = load_weights(path)
     except PairError as error:
-        raise ValueError(f"gan phase: checkpoint unusable: {error}; {FALLBACK}") from None
+        raise OptionError(f"gan phase: checkpoint unusable: {error}; {FALLBACK}") from None
     try:
         model = Generator(GeneratorConfig(**card["config"]["generator"]))
         model.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"gan phase: {path} does not match its model card ({error}); {FALLBACK}") from None
+        raise OptionError(f"gan phase: {path} does not match its model card ({error}); {FALLBACK}") from None
     return model.to(device).eval(), card
 
 
@@ -66,33 +79,21 @@ class GanPhase:
 
     name = "gan"
 
-    def __init__(
-        self,
-        device: str = "auto",
-        checkpoint: str | os.PathLike[str] | None = None,
-        preset: str = DEFAULT_PRESET,
-        background: str = "noise",
-        offset: str = "random",
-        batch_size: int = 16,
-    ) -> None:
+    def __init__(self, options: GanOptions | None = None, device: str = "auto") -> None:
         import torch
 
         from kspacify.device import resolve_device
 
-        if background not in BACKGROUNDS:
-            raise ValueError(f"gan phase: background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
-        if offset not in OFFSETS:
-            raise ValueError(f"gan phase: offset must be one of {', '.join(OFFSETS)}, got {offset!r}")
-        if int(batch_size) < 1:
-            raise ValueError(f"gan phase: batch_size must be >= 1, got {batch_size}")
-        self.background, self.offset, self.batch_size = background, offset, int(batch_size)
+        options = options if options is not None else GanOptions()
+        self.background, self.offset, self.batch_size = options.background, options.offset, options.batch_size
         self.device = resolve_device(device)
+        checkpoint = options.checkpoint
         if checkpoint is None:
-            checkpoint = find_checkpoint(preset)
+            checkpoint = find_checkpoint(options.preset)
             if checkpoint is None:
                 places = ", ".join(str(d) for d in weights.weights_dirs())
-                raise ValueError(f"gan phase: no checkpoint gan-{preset}.safetensors in {places} (set ${weights.WEIGHTS_ENV} "
-                                 f"or --phase-opt checkpoint=PATH); {FALLBACK}")  # fmt: skip
+                raise OptionError(f"gan phase: no checkpoint gan-{options.preset}.safetensors in {places} (set "
+                                  f"${weights.WEIGHTS_ENV} or --phase-opt checkpoint=PATH); {FALLBACK}")  # fmt: skip
         self.path = Path(checkpoint)
         model, self.card = load_generator(self.path, self.device)
         # NHWC: 4x faster generator on the CPU here (its transposed convolutions), measured
@@ -110,7 +111,7 @@ class GanPhase:
             "device": str(self.device),
         }
 
-    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator, acquisition: Acquisition = UNKNOWN) -> np.ndarray:
         import torch
         import torch.nn.functional as F
 
@@ -141,25 +142,21 @@ class GanPhase:
         return wrap(phase)
 
 
-def create(**options: Any) -> GanPhase:
-    """Build from CLI options; an unknown option is an error."""
-    return GanPhase(**known_options("gan", options, OPTIONS))
-
-
-def usable(device: str) -> tuple[bool, str]:
+def usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
     """For `auto`: usable wherever its checkpoint is found (CPU too: one network evaluation per slice)
     and its card shows it more realistic than `physics` (`weights.realism_gate`)."""
     path = find_checkpoint()
     if path is None:
-        return False, f"no checkpoint in weights/ (gan-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
-    good, why = weights.realism_gate(path, "gan")
+        return False, f"no checkpoint in kspacify/weights/ (gan-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
+    good, why = weights.realism_gate(path, "gan", acquisition.family.value)
     return (True, f"checkpoint {path.name} (one network evaluation per slice): {why}") if good else (False, why)
 
 
 METHOD = MethodSpec(
     name="gan",
-    summary="pix2pix conditional GAN (learned; one network evaluation per slice; checkpoint in weights/)",
-    create=create,
+    summary="pix2pix conditional GAN (learned; one network evaluation per slice; checkpoint in kspacify/weights/)",
+    options=GanOptions,
+    build=lambda options, device: GanPhase(options, device),
     auto_rank=30,
     usable=usable,
 )

@@ -1,4 +1,4 @@
-"""`physics`: a phase map drawn from a simple physical model of a gradient-echo acquisition.
+"""`physics`: a phase map drawn from a simple physical model of the acquisition.
 
 For each slice the phase is the sum of
 
@@ -13,6 +13,14 @@ For each slice the phase is the sum of
     gets a phase noise of about sigma/a rad, with a soft transition at the object edge.
 
 All random parameters are drawn from the ranges in `PhysicsSettings` with the passed generator only.
+
+The acquisition (`kspacify.acquisition.Acquisition`, from the volume's headers) replaces draws with
+facts where it knows them: the field strength sets B0 (and so the coil-phase scale), the slice
+orientation sets the B0 direction (the head-foot axis in slice coordinates), and the echo decides
+the B0 term: a gradient echo accumulates the field offset for its real TE, a spin echo refocuses it,
+so only a residual remains, as if the echo were off the spin-echo time by a small `spin_echo_residual_ms`
+(eddy currents, imperfect refocusing), while the coil phase stays. Unknown fields keep the draws, and
+a wholly unknown acquisition gives exactly the phase of an acquisition-agnostic call.
 
 Dipole approximation (see `dipole_kernel`): the 2D slice is taken to be the central plane of a slab of
 half-thickness h in which the susceptibility does not vary through-plane; averaging the 3D kernel
@@ -29,13 +37,15 @@ before the FFT so the periodic copies do not overlap.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
 
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.options import as_dict
 from kspacify.phase.base import MethodSpec, wrap
 
 GAMMA_BAR_HZ_PER_T = 42.577478e6  # proton gyromagnetic ratio / 2 pi
@@ -51,9 +61,10 @@ class PhysicsSettings:
     given as "fov" are fractions of the larger image side; coordinates run over [-1, 1] across it.
     """
 
-    # acquisition
+    # acquisition (draws used where the volume's acquisition does not say)
     b0_tesla: tuple[float, float] = (1.5, 7.0)  # log-uniform
-    echo_time_ms: tuple[float, float] = (2.0, 30.0)  # log-uniform
+    echo_time_ms: tuple[float, float] = (2.0, 30.0)  # log-uniform; gradient echoes
+    spin_echo_residual_ms: tuple[float, float] = (0.0, 1.0)  # uniform; the B0 time of a spin echo's residual phase
     # susceptibility (ppm, SI volume susceptibility x 1e6)
     chi_tissue_ppm: float = -9.05  # water-like soft tissue
     chi_air_ppm: float = 0.36
@@ -87,12 +98,16 @@ class PhysicsSettings:
             value = getattr(self, f.name)
             if isinstance(value, tuple) and not (len(value) == 2 and value[0] <= value[1]):
                 raise ValueError(f"physics phase: {f.name} must be a (lo, hi) pair, lo <= hi; got {value}")
-        if not (self.b0_tesla[0] > 0 and self.echo_time_ms[0] > 0):
-            raise ValueError("physics phase: b0_tesla and echo_time_ms must be positive")
+        if not (self.b0_tesla[0] > 0 and self.echo_time_ms[0] > 0 and self.spin_echo_residual_ms[0] >= 0):
+            raise ValueError("physics phase: b0_tesla and echo_time_ms must be positive, spin_echo_residual_ms >= 0")
+        if self.b0_tesla[1] > 20 or self.echo_time_ms[1] > 1000 or self.spin_echo_residual_ms[1] > 100:
+            raise ValueError("physics phase: b0_tesla <= 20 T, echo_time_ms <= 1000 and spin_echo_residual_ms <= 100 ms")
         if self.pad_factor < 1:
             raise ValueError(f"physics phase: pad_factor must be >= 1, got {self.pad_factor}")
-        if self.chi_blob_count < 0 or self.coil_bump_count < 0:
-            raise ValueError("physics phase: blob/bump counts must be >= 0")
+        if not (0 <= self.chi_blob_count <= 64 and 0 <= self.coil_bump_count <= 64):
+            raise ValueError("physics phase: blob/bump counts must be in [0, 64]")
+        if self.pad_factor > 8:
+            raise ValueError(f"physics phase: pad_factor must be at most 8, got {self.pad_factor}")
         if self.slab_half_thickness_fov[0] <= 0:
             raise ValueError("physics phase: slab_half_thickness_fov must be > 0")
 
@@ -123,13 +138,21 @@ def _log_uniform(rng: np.random.Generator, lo_hi: tuple[float, float], n: int) -
     return np.exp(rng.uniform(np.log(lo), np.log(hi), size=n))
 
 
-def draw_parameters(settings: PhysicsSettings, rng: np.random.Generator, batch: int) -> Draw:
+def draw_parameters(settings: PhysicsSettings, rng: np.random.Generator, batch: int, acquisition: Acquisition = UNKNOWN) -> Draw:
+    """The random parameters of a batch; what `acquisition` knows replaces the draw (drawn anyway, so
+    the generator advances the same way whatever is known)."""
     s = settings
     n = 1 if s.shared_across_batch else batch
     b0 = _log_uniform(rng, s.b0_tesla, n)
+    if acquisition.field_strength_t is not None:
+        b0 = np.full(n, acquisition.field_strength_t)
     te = _log_uniform(rng, s.echo_time_ms, n) * 1e-3
+    if acquisition.refocused is False and acquisition.echo_time_ms is not None:
+        te = np.full(n, acquisition.echo_time_ms * 1e-3)
     direction = rng.standard_normal((n, 3))
     direction /= np.linalg.norm(direction, axis=1, keepdims=True) + 1e-12
+    if acquisition.b0_direction is not None:
+        direction = np.tile(np.asarray(acquisition.b0_direction, dtype=np.float64), (n, 1))
     thickness = rng.uniform(*s.slab_half_thickness_fov, size=n)
     shim = np.zeros((n, 3, 3))
     shim[:, 0, 1] = rng.uniform(-1, 1, n) * s.shim_linear_ppm  # x
@@ -151,6 +174,8 @@ def draw_parameters(settings: PhysicsSettings, rng: np.random.Generator, batch: 
     blobs[..., 1:3] = rng.uniform(-0.8, 0.8, (batch, s.chi_blob_count, 2))
     blobs[..., 3] = rng.uniform(*s.chi_blob_width_fov, (batch, s.chi_blob_count))
     offset = rng.uniform(-np.pi, np.pi, size=n)
+    if acquisition.refocused is True:  # drawn last: an unknown acquisition draws exactly what it always drew
+        te = rng.uniform(*s.spin_echo_residual_ms, size=n) * 1e-3
 
     def per_slice(a: np.ndarray) -> np.ndarray:
         return np.repeat(a, batch, axis=0) if n == 1 and batch != 1 else a
@@ -418,21 +443,14 @@ class PhysicsPhase:
     def __init__(self, settings: PhysicsSettings | None = None) -> None:
         self.config = settings if settings is not None else PhysicsSettings()
 
-    @classmethod
-    def from_options(cls, **options: Any) -> PhysicsPhase:
-        """Build from CLI options: those naming a `PhysicsSettings` field are used, others ignored."""
-        known = {f.name for f in fields(PhysicsSettings)}
-        chosen = {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items() if k in known}
-        return cls(replace(PhysicsSettings(), **chosen))
-
     def settings(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()}
+        return as_dict(self.config)
 
-    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator, acquisition: Acquisition = UNKNOWN) -> np.ndarray:
         magnitude = np.asarray(magnitude, dtype=np.float32)
         if magnitude.ndim != 3:
             raise ValueError(f"physics phase: magnitude must be (batch, H, W), got shape {magnitude.shape}")
-        draw = draw_parameters(self.config, rng, magnitude.shape[0])
+        draw = draw_parameters(self.config, rng, magnitude.shape[0], acquisition)
         phase = np.empty(magnitude.shape, dtype=np.float32)
         for start in range(0, magnitude.shape[0], CHUNK):  # bounds memory (padded FFTs) for whole volumes
             part = slice(start, start + CHUNK)
@@ -440,7 +458,7 @@ class PhysicsPhase:
         return phase
 
     def components(
-        self, magnitude: np.ndarray, rng: np.random.Generator, draw: Draw | None = None
+        self, magnitude: np.ndarray, rng: np.random.Generator, draw: Draw | None = None, acquisition: Acquisition = UNKNOWN
     ) -> Components:
         """All terms of the phase; pass `draw` to reuse fixed parameters (rng then only drives noise)."""
         magnitude = np.asarray(magnitude, dtype=np.float32)
@@ -450,7 +468,7 @@ class PhysicsPhase:
         s = self.config
         batch, height, width = magnitude.shape
         if draw is None:
-            draw = draw_parameters(s, rng, batch)
+            draw = draw_parameters(s, rng, batch, acquisition)
         y, x = _coordinates(height, width)
         sigma, mask, weight = noise_and_mask(magnitude, s)
 
@@ -483,7 +501,9 @@ class PhysicsPhase:
 METHOD = MethodSpec(
     name="physics",
     summary="physics model: dipole B0 field of a tissue/air mask, shim, coil phase, noisy background",
-    create=lambda **options: PhysicsPhase.from_options(**options),
+    options=PhysicsSettings,
+    build=lambda options, device: PhysicsPhase(options),
     auto_rank=50,
-    usable=lambda device: (True, "model-free physics model"),
+    usable=lambda device, acquisition=UNKNOWN: (True, "model-free physics model"),
+    uses=("field_strength_t", "echo_time_ms", "refocused (spin or gradient echo)", "b0_direction (slice orientation)"),
 )

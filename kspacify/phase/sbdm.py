@@ -1,8 +1,8 @@
 """`sbdm`: phase drawn by the conditional score-based diffusion model (kspacify.sbdm).
 
 The checkpoint `sbdm-<preset>.safetensors` (+ its `.json` model card) is looked for in
-$KSPACIFY_WEIGHTS, then `weights/` inside the installed package, then `weights/` beside the package
-(a source checkout); `checkpoint=PATH` overrides. Its sha256 is checked against the card on load.
+$KSPACIFY_WEIGHTS, then the package's `kspacify/weights/`; `checkpoint=PATH` overrides. Its sha256 is
+checked against the card on load.
 
 Low-resolution diffusion. The network diffuses at its trained size, `config.image_size` of the
 checkpoint (the "diffusion size"); a larger slice is area-averaged down to that grid, the sampled
@@ -21,33 +21,52 @@ method uses; `physics.with_measurement_noise` applies it), n1, n2 ~ N(0, 1) from
 generator: background pixels get uniform phase drawn directly rather than a blurred, upsampled
 imitation of it.
 
-Training at a low resolution must build its pairs the way `to_diffusion_grid` does (magnitude
+Training at a low resolution must build its pairs the way `sbdm.grid.to_diffusion_grid` does (magnitude
 area-averaged; target phasor = area average of magnitude x exp(i phase), normalized to unit length,
 so tissue rather than background noise sets the coarse phase).
 """
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import numpy as np
 
 from kspacify import weights
-from kspacify.phase.base import MethodSpec, known_options, wrap
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.errors import OptionError
+from kspacify.phase.base import MethodSpec, wrap
 from kspacify.phase.physics import with_measurement_noise
-
-if TYPE_CHECKING:
-    import torch
 
 DEFAULT_PRESET = "small"
 DEFAULT_SAMPLER = "dpm2m"
 DEFAULT_STEPS = {"dpm2m": 25}  # measured: see docs/performance.md; other samplers use their own default
-OPTIONS = ("device", "checkpoint", "preset", "sampler", "steps", "snr", "precision", "background",
-           "channels_last", "compile")
 PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
-BACKGROUNDS = ("auto", "noise", "model")
+
+
+@dataclass(frozen=True)
+class SbdmOptions:
+    checkpoint: Path | None = field(default=None, metadata={"help": "an sbdm-*.safetensors file (default: the bundled one)"})
+    preset: str = field(default=DEFAULT_PRESET, metadata={"help": "which bundled sbdm-<preset> to look for"})
+    sampler: str = field(default=DEFAULT_SAMPLER, metadata={"help": "a sampler of kspacify.sbdm.SAMPLERS (pc, heun, dpm2m)"})
+    steps: int | None = field(default=None, metadata={"help": "sampler steps (default: 25 for dpm2m, the sampler's own otherwise)"})
+    snr: float | None = field(default=None, metadata={"help": "corrector signal-to-noise ratio of the pc sampler"})
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={"help": "autocast dtype on CUDA"})
+    background: Literal["auto", "noise", "model"] = field(default="auto", metadata={"help": "noise floor from the noise model, or the network's"})
+    channels_last: bool = field(default=True, metadata={"help": "NHWC memory layout"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the network"})
+
+    def __post_init__(self) -> None:
+        from kspacify.sbdm.samplers import SAMPLERS
+
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sbdm phase: unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+        if self.snr is not None and self.sampler != "pc":
+            raise ValueError(f"sbdm phase: snr is an option of the pc sampler, not {self.sampler}")
+        if self.steps is not None and not 2 <= self.steps <= 100_000:
+            raise ValueError(f"sbdm phase: steps must be at least 2 (and at most 100000), got {self.steps}")
 
 
 def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
@@ -55,109 +74,48 @@ def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
     return weights.find_weights(f"sbdm-{preset}")
 
 
-def diffusion_grid(height: int, width: int, size: int, multiple: int) -> tuple[int, int]:
-    """The grid a (height, width) slice is diffused on: the longer side becomes `size`, the other
-    keeps the aspect ratio, rounded to a multiple the network accepts."""
-    if height == width:
-        return size, size
-    scale = size / max(height, width)
-    return tuple(max(multiple, round(n * scale / multiple) * multiple) for n in (height, width))  # type: ignore[return-value]
-
-
-def to_diffusion_grid(
-    magnitude: torch.Tensor, grid: tuple[int, int], phase: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Magnitude (B, 1, H, W) -> (B, 1, *grid) by area averaging; with `phase` (B, H, W) also the
-    target unit phasor (B, 2, *grid): the area average of magnitude x exp(i phase), normalized
-    (the pair a low-resolution model is trained on)."""
-    import torch
-    import torch.nn.functional as F
-
-    def area(x: torch.Tensor) -> torch.Tensor:
-        return x if tuple(x.shape[-2:]) == tuple(grid) else F.interpolate(x, size=grid, mode="area")
-
-    coarse = area(magnitude)
-    if phase is None:
-        return coarse, None
-    weighted = area(magnitude * torch.stack([torch.cos(phase), torch.sin(phase)], dim=1))
-    norm = torch.linalg.vector_norm(weighted, dim=1, keepdim=True)
-    return coarse, weighted / norm.clamp_min(1e-12)
-
-
-def _flag(name: str, value: Any) -> bool:
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"sbdm phase: {name} must be true or false, got {value!r}")
-
-
 class SbdmPhase:
     """A loaded checkpoint plus sampling options; `synthesize` draws one phase map per slice."""
 
     name = "sbdm"
 
-    def __init__(
-        self,
-        device: str = "auto",
-        checkpoint: str | os.PathLike[str] | None = None,
-        preset: str = DEFAULT_PRESET,
-        sampler: str | None = None,
-        steps: int | None = None,
-        snr: float | None = None,
-        precision: str = "auto",
-        background: str = "auto",
-        channels_last: bool | str = True,
-        compile: bool | str = False,
-    ) -> None:
+    def __init__(self, options: SbdmOptions | None = None, device: str = "auto") -> None:
         import torch
 
         from kspacify.device import resolve_device
-        from kspacify.sbdm import SAMPLERS, CheckpointError, load_checkpoint, load_sde, make_sampler
+        from kspacify.sbdm import load_checkpoint, load_sde, make_sampler
         from kspacify.sbdm.checkpoint import FALLBACK
 
-        sampler = sampler or DEFAULT_SAMPLER
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sbdm phase: unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
-        if snr is not None and sampler != "pc":
-            raise ValueError(f"sbdm phase: snr is an option of the pc sampler, not {sampler}")
-        self.sampler = make_sampler(sampler, **({"snr": float(snr)} if snr is not None else {}))
-        self.steps = int(steps) if steps is not None else DEFAULT_STEPS.get(sampler, self.sampler.default_steps)
-        if self.steps < 2:
-            raise ValueError(f"sbdm phase: steps must be at least 2, got {self.steps}")
-        if background not in BACKGROUNDS:
-            raise ValueError(f"sbdm phase: background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
-        self.background = background
+        options = options if options is not None else SbdmOptions()
+        sampler = options.sampler
+        self.sampler = make_sampler(sampler, **({"snr": options.snr} if options.snr is not None else {}))
+        self.steps = options.steps if options.steps is not None else DEFAULT_STEPS.get(sampler, self.sampler.default_steps)
+        self.background = options.background
         self.device = resolve_device(device)
+        precision = options.precision
         if precision == "auto":
             cuda = self.device.type == "cuda"
             precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-        if precision not in PRECISIONS:
-            raise ValueError(f"sbdm phase: precision must be auto, {', '.join(PRECISIONS)}; got {precision!r}")
         if precision != "fp32" and self.device.type != "cuda":
-            raise ValueError(f"sbdm phase: precision {precision} is for CUDA only; {self.device} runs fp32")
+            raise OptionError(f"sbdm phase: precision {precision} is for CUDA only; {self.device} runs fp32")
         self.precision = precision
         self.autocast_dtype = getattr(torch, PRECISIONS[precision]) if PRECISIONS[precision] else None
 
+        checkpoint = options.checkpoint
         if checkpoint is None:
-            found = find_checkpoint(preset)
-            if found is None:
+            checkpoint = find_checkpoint(options.preset)
+            if checkpoint is None:
                 places = ", ".join(str(d) for d in weights.weights_dirs())
-                raise ValueError(
-                    f"sbdm phase: no checkpoint sbdm-{preset}.safetensors in {places} (set ${weights.WEIGHTS_ENV} or "
+                raise OptionError(
+                    f"sbdm phase: no checkpoint sbdm-{options.preset}.safetensors in {places} (set ${weights.WEIGHTS_ENV} or "
                     f"--phase-opt checkpoint=PATH); {FALLBACK}"
                 )
-            checkpoint = found
         self.path = Path(checkpoint)
-        try:
-            model, self.card = load_checkpoint(self.path, device=self.device)
-        except CheckpointError as error:
-            raise ValueError(str(error)) from None
+        model, self.card = load_checkpoint(self.path, device=self.device)
         self.sde = load_sde(self.card)
         self.config = model.config
-        self.channels_last = _flag("channels_last", channels_last)
-        self.compiled = _flag("compile", compile)
+        self.channels_last = options.channels_last
+        self.compiled = options.compile
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = torch.compile(model) if self.compiled else model
@@ -179,20 +137,24 @@ class SbdmPhase:
             "compile": self.compiled,
         }
 
-    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator, acquisition: Acquisition = UNKNOWN) -> np.ndarray:
         import torch
         import torch.nn.functional as F
 
         from kspacify.sbdm import phasor_to_phase
+        from kspacify.sbdm.conditioning import condition, encode
+        from kspacify.sbdm.grid import diffusion_grid, to_diffusion_grid
 
         magnitude = np.nan_to_num(np.maximum(np.asarray(magnitude, dtype=np.float32), 0.0))
         if magnitude.ndim != 3:
             raise ValueError(f"sbdm phase: magnitude must be (batch, H, W), got shape {magnitude.shape}")
-        _, height, width = magnitude.shape
+        batch, height, width = magnitude.shape
         grid = diffusion_grid(height, width, self.config.image_size, self.config.min_multiple)
         generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**63 - 1)))
         full = torch.from_numpy(magnitude)[:, None].to(self.device)
         coarse, _ = to_diffusion_grid(full, grid)
+        features = torch.from_numpy(encode(acquisition)).to(self.device).expand(batch, -1)
+        coarse = condition(coarse, features, self.config.cond_channels)
         if self.channels_last:
             coarse = coarse.contiguous(memory_format=torch.channels_last)
         phasor = self.sampler.sample(
@@ -207,33 +169,33 @@ class SbdmPhase:
         return wrap(phase)
 
 
-def create(**options: Any) -> SbdmPhase:
-    """Build from CLI options; an unknown option is an error."""
-    return SbdmPhase(**known_options("sbdm", options, OPTIONS))
-
-
-def usable(device: str) -> tuple[bool, str]:
-    """For `auto`: a checkpoint must be found (checked without importing torch), a GPU present, and
-    the checkpoint's card must show it more realistic than `physics` (`weights.realism_gate`)."""
+def usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
+    """For `auto`: a checkpoint must be found (checked without importing torch), a GPU present or
+    the card's measured CPU speed acceptable (`weights.cpu_speed_gate`), and the card must show it
+    more realistic than `physics` on volumes of this acquisition's family (`weights.realism_gate`)."""
     path = find_checkpoint()
     if path is None:
-        return False, f"no checkpoint in weights/ (sbdm-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
+        return False, f"no checkpoint in kspacify/weights/ (sbdm-{DEFAULT_PRESET}.safetensors; or set ${weights.WEIGHTS_ENV})"
     from kspacify.device import is_accelerator, resolve_device
 
     try:
         resolved = resolve_device(device)
     except ValueError as error:
         return False, str(error)
+    speed = ""
     if not is_accelerator(resolved):
-        return False, "no GPU: SBDM on CPU is slow; use --phase sbdm to force it"
-    good, why = weights.realism_gate(path, "sbdm")
-    return (True, f"checkpoint {path.name} on {resolved}: {why}") if good else (False, why)
+        fast, speed = weights.cpu_speed_gate(path, "sbdm")
+        if not fast:
+            return False, speed
+    good, why = weights.realism_gate(path, "sbdm", acquisition.family.value)
+    return (True, f"checkpoint {path.name} on {resolved}{f' ({speed})' if speed else ''}: {why}") if good else (False, why)
 
 
 METHOD = MethodSpec(
     name="sbdm",
-    summary="conditional score-based diffusion model (learned; checkpoint in weights/)",
-    create=create,
+    summary="conditional score-based diffusion model (learned; checkpoint in kspacify/weights/)",
+    options=SbdmOptions,
+    build=lambda options, device: SbdmPhase(options, device),
     auto_rank=10,
     usable=usable,
 )

@@ -12,30 +12,34 @@ and unlike FFT filtering the field does not wrap around at the image edges.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.options import as_dict
 from kspacify.phase.base import MethodSpec, wrap
 
 
 @dataclass(frozen=True)
 class SmoothPhase:
-    smoothness: float = 0.15
-    amplitude: float = 1.5
-    name: str = "smooth"
+    """The method is its settings: a random field of this smoothness and amplitude."""
+
+    smoothness: float = field(default=0.15, metadata={"help": "kernel standard deviation as a fraction of the width (0, 10]"})
+    amplitude: float = field(default=1.5, metadata={"help": "standard deviation of the field in radians [0, 100]"})
+    name: ClassVar[str] = "smooth"
 
     def __post_init__(self) -> None:
-        if not self.smoothness > 0:
-            raise ValueError(f"smooth phase: smoothness must be > 0, got {self.smoothness}")
-        if self.amplitude < 0:
-            raise ValueError(f"smooth phase: amplitude must be >= 0, got {self.amplitude}")
+        if not 0 < self.smoothness <= 10:
+            raise ValueError(f"smooth phase: smoothness must be in (0, 10], got {self.smoothness}")
+        if not 0 <= self.amplitude <= 100:
+            raise ValueError(f"smooth phase: amplitude must be in [0, 100] radians, got {self.amplitude}")
 
     def settings(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "name"}
+        return as_dict(self)
 
-    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def synthesize(self, magnitude: np.ndarray, rng: np.random.Generator, acquisition: Acquisition = UNKNOWN) -> np.ndarray:
         batch, height, width = magnitude.shape
         sigma = self.smoothness * width
         cutoff = np.sqrt(np.log(1e4) / 2.0) / (np.pi * sigma)  # cycles/pixel where the weight is 1e-4
@@ -63,7 +67,8 @@ def _band(n: int, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
 METHOD = MethodSpec(
     name="smooth",
     summary="random low-pass Gaussian field (naive baseline; ignores the magnitude)",
-    create=lambda smoothness=0.15, amplitude=1.5, **_: SmoothPhase(smoothness, amplitude),
+    options=SmoothPhase,
+    build=lambda options, device: options,
     auto_rank=100,
-    usable=lambda device: (True, "model-free, always available"),
+    usable=lambda device, acquisition=UNKNOWN: (True, "model-free, always available"),
 )

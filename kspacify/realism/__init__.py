@@ -10,7 +10,7 @@ identical sets:
 * `spectrum_rms` -- RMS difference (decades) of the log radial power spectra of exp(i phase) inside
   the object: does the phase vary at the same spatial scales?
 * `feature_fd` -- Frechet distance between Gaussians fitted to 32 features of a small CNN trained
-  here (`features`, weights in `weights/phase-features.safetensors`): a learned, whole-image
+  here (`features`, weights in `kspacify/weights/phase-features.safetensors`): a learned, whole-image
   (background included) summary, the offline stand-in for FID.
 
     from kspacify import realism

@@ -27,7 +27,7 @@ Limitation: the network has only seen `physics`-family phase (plus corruptions);
 outside that family (e.g. GAN artefacts) moves the features only as far as the conv filters happen
 to respond, and the measure may favour `physics`-like phase.
 
-Weights: `weights/phase-features.safetensors` with the model card `phase-features.json` beside it
+Weights: `kspacify/weights/phase-features.safetensors` with the model card `phase-features.json` beside it
 (a `kspacify.training.checkpoint` weights pair whose card says model `kspacify-phase-features`;
 sha256 verified on load, as for every shipped checkpoint).
 """
@@ -44,6 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+
+from kspacify.weights import BUNDLED
 from torch import nn
 
 from kspacify.phase.physics import PhysicsPhase, PhysicsSettings, draw_parameters
@@ -65,7 +67,7 @@ __all__ = [
 
 FORMAT = "kspacify-phase-features"  # the card's "model"; the file pair is kspacify.training.checkpoint's
 FORMAT_VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "phase-features.safetensors"
+DEFAULT_WEIGHTS = BUNDLED / "phase-features.safetensors"
 TARGETS = ("field_rms", "coil_rms", "field_scale", "added_noise", "smoothing")
 # log10 ranges (rad) mapped to [-1, 1] for the RMS targets (5th-95th percentiles of the physics prior)
 FIELD_RMS_LOG10 = (-0.4, 1.0)
@@ -361,7 +363,7 @@ def save_feature_net(path: str | Path, net: PhaseFeatureNet, extra_metadata: dic
 
 
 def load_feature_net(path: str | Path | None = None) -> tuple[PhaseFeatureNet, dict[str, Any]]:
-    """Load the feature network (default `weights/phase-features.safetensors`) in eval mode, with its card.
+    """Load the feature network (default `kspacify/weights/phase-features.safetensors`) in eval mode, with its card.
 
     The pair is sha256-verified by `kspacify.training.checkpoint.load_weights`; then the card must
     name this model and its config must build a network with exactly the stored tensors. Raises

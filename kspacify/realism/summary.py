@@ -72,7 +72,7 @@ class PhaseStatistics:
 
 @lru_cache(maxsize=1)
 def default_feature_net() -> PhaseFeatureNet:
-    """The shipped feature network (weights/phase-features.safetensors), loaded and verified once."""
+    """The shipped feature network (kspacify/weights/phase-features.safetensors), loaded and verified once."""
     from kspacify.realism.features import load_feature_net
 
     return load_feature_net()[0]

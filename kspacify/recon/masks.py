@@ -30,6 +30,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from kspacify.errors import UsageError
+
 __all__ = [
     "MASKS",
     "EquispacedMask",
@@ -194,7 +196,7 @@ def _mask_class(name: str) -> type[MaskFunction]:
     try:
         return MASKS[name]
     except KeyError:
-        raise ValueError(f"unknown mask {name!r}; known: {', '.join(sorted(MASKS))}") from None
+        raise UsageError(f"unknown mask {name!r}; known: {', '.join(sorted(MASKS))}") from None
 
 
 def sample_mask(

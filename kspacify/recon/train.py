@@ -3,71 +3,78 @@
 The question the paper asks of a phase method: train a VarNet on k-space made from magnitude images
 plus that method's phase, test it on real k-space, and see how good the reconstructions are. So:
 
-* `build_training_set` takes the complex training volumes, keeps only their magnitudes and gives each
-  slice a phase: the real one (`gt`) or one synthesized by a registered phase method (`smooth`,
-  `physics`, `zero`, later `gan`, `sbdm`: looked up by name in `kspacify.phase`). Each batch of a volume
-  draws from `default_rng([seed, key hash, first slice])`, so a volume's phase does not depend on the
-  others. A set is saved as safetensors (no pickle) and reused.
+* `build_training_set` takes the training `PairSet` (`kspacify.datasets.pairs`), keeps only its
+  magnitudes and gives each slice a phase: the real one (`gt`) or one synthesized by a registered
+  phase method (`smooth`, `physics`, `zero`, `gan`, `sbdm`: looked up by name in `kspacify.phase`),
+  told each volume's acquisition. Each batch of a volume draws from `seeding.stream(seed, key, first
+  slice)`, so a volume's phase does not depend on the others. A set is saved as safetensors and reused.
 * `VarNetTask` trains on it through the project's one loop (`kspacify.training.fit`): SSIM loss with
-  the volume's maximum as data range (as fastMRI), Adam 3e-4, batch 4, and a fresh mask per sample
-  and step drawn from the step's seeded generator (resumable exactly).
+  the volume's maximum as data range (as fastMRI), Adam, and a fresh mask per sample and step drawn
+  from the step's seeded generator (resumable exactly). The VarNet starts as zero-filling (its
+  refinement gates start at 0, `kspacify.recon.varnet`), so training can only add to it.
 * `evaluate` reconstructs real k-space (validation or test volumes) with fixed masks, the same for
-  every method and seed (drawn from [mask_seed, key hash, slice]), and reports the fastMRI metrics
-  per volume and their mean over volumes (`model=None`: the zero-filled baseline).
-* `train_varnet(VarNetRun(...))` is `kspacify train varnet`: patient-level splits (`rec_splits`, the
-  same file the benchmark uses), the training set from recTrain, validation on recVal.
+  every method and seed (drawn from `seeding.stream(mask_seed, key, slice)`), and reports the fastMRI
+  metrics per slice, per volume and their mean over volumes (`model=None`: the zero-filled baseline).
+* `train_varnet(VarNetRun(...))` is `kspacify train varnet`: the project's split policy
+  (`rec_splits`, the same file the benchmark uses), the training set from recTrain, validation on recVal.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from kspacify import metrics, phase
-from kspacify.datasets import VolumeRef, list_volumes, load_splits_with_meta, make_volume_splits, read_volume, save_splits
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.datasets import (
+    REC_FRACTIONS,
+    PairDataset,
+    PairSet,
+    list_volumes,
+    load_pairs,
+    rec_splits,
+)
+from kspacify.errors import DataError, UsageError
 from kspacify.kspace import fft2c, ifft2c
 from kspacify.phase.base import UnknownMethodError
 from kspacify.recon.losses import SSIMLoss
 from kspacify.recon.masks import UndersamplingMask, sample_mask
 from kspacify.recon.varnet import VarNet, VarNetConfig
-from kspacify.training import LoopConfig, Part, StepContext, TrainResult, TrainTask, World, fit, load_weights
+from kspacify.seeding import stream
+from kspacify.training import (
+    LoopConfig,
+    Part,
+    StepContext,
+    TrainResult,
+    TrainTask,
+    World,
+    fit,
+    load_weights,
+)
 
 __all__ = [
     "GT",
     "REC_FRACTIONS",
-    "ComplexVolume",
-    "DataError",
     "Evaluation",
     "Sampling",
-    "TrainingSet",
     "VarNetRun",
     "VarNetTask",
     "build_training_set",
     "check_phase_method",
     "eval_mask",
     "evaluate",
-    "key_hash",
     "load_varnet",
-    "load_volumes",
     "rec_splits",
     "train_varnet",
 ]
 
 GT = "gt"  # the real phase of the data, not a registry method
-
-
-def key_hash(key: str) -> int:
-    """A stable 60-bit integer for a volume key (seeds per-volume random streams)."""
-    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:15], 16)
+METRIC_NAMES = ("ssim", "psnr", "nmse", "nrmse")
 
 
 @dataclass(frozen=True)
@@ -81,139 +88,79 @@ class Sampling:
     def draw(self, width: int, rng: np.random.Generator) -> UndersamplingMask:
         return sample_mask(self.mask, width, self.acceleration, self.acs, rng)
 
+    def check(self, width: int) -> None:
+        """A UsageError naming the problem if this sampling cannot be drawn at `width`, before any work."""
+        try:
+            self.draw(width, np.random.default_rng(0))
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"--R {self.acceleration:g} --acs {self.acs}: {error}") from None
+
     def to_dict(self) -> dict[str, Any]:
         return {"acceleration": self.acceleration, "acs": self.acs, "mask": self.mask}
 
 
 def eval_mask(sampling: Sampling, width: int, mask_seed: int, key: str, index: int) -> UndersamplingMask:
     """The fixed mask of slice `index` of volume `key` in validation/testing (same for every model)."""
-    return sampling.draw(width, np.random.default_rng([mask_seed, key_hash(key), index]))
-
-
-@dataclass(frozen=True)
-class ComplexVolume:
-    """One volume's complex images (S, H, W) complex64, normalized as the dataset readers do."""
-
-    key: str
-    image: np.ndarray
-
-    @property
-    def magnitude(self) -> np.ndarray:
-        return np.abs(self.image).astype(np.float32)
-
-
-def load_volumes(refs: Iterable[VolumeRef], size: int = 256) -> list[ComplexVolume]:
-    """Read listed volumes (`kspacify.datasets`) into memory, size x size slices."""
-    out = []
-    for ref in refs:
-        slices = list(read_volume(ref, size))
-        if slices:
-            out.append(ComplexVolume(ref.key, np.stack([s.image for s in slices])))
-    return out
-
-
-@dataclass
-class TrainingSet:
-    """Magnitudes with a phase per slice, and each slice's volume maximum (SSIM data range)."""
-
-    magnitude: np.ndarray  # (N, H, W) float32
-    phase: np.ndarray  # (N, H, W) float32, radians
-    maxval: np.ndarray  # (N,) float32
-    info: dict[str, Any] = field(default_factory=dict)  # method, settings, seed, volumes, slices
-
-    def save(self, path: str | Path) -> None:
-        from safetensors.numpy import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tensors = {"magnitude": self.magnitude, "phase": self.phase, "maxval": self.maxval}
-        save_file(tensors, str(tmp), metadata={"format": "kspacify-training-set", "info": json.dumps(self.info)})
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> TrainingSet:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="np") as f:
-            info = json.loads((f.metadata() or {}).get("info", "{}"))
-            arrays = {k: f.get_tensor(k) for k in ("magnitude", "phase", "maxval")}
-        return cls(arrays["magnitude"], arrays["phase"], arrays["maxval"], info)
+    return sampling.draw(width, stream(mask_seed, key, index))
 
 
 def build_training_set(
-    volumes: Sequence[ComplexVolume], method: str, seed: int = 0, device: str = "cpu", batch_size: int = 16
-) -> TrainingSet:
-    """Magnitudes of `volumes` with the real phase (`gt`) or a phase synthesized by `method`.
-    Raises the method's own error (e.g. a missing checkpoint) if it cannot be created."""
-    synthesizer = None if method == GT else phase.create(method, device=device)
-    magnitudes, phases, maxvals = [], [], []
-    for volume in volumes:
-        magnitude = volume.magnitude
-        if synthesizer is None:
-            volume_phase = np.angle(volume.image).astype(np.float32)
-        else:
-            volume_phase = np.empty_like(magnitude)
-            for start in range(0, len(magnitude), batch_size):
-                rng = np.random.default_rng([seed, key_hash(volume.key), start])
-                volume_phase[start : start + batch_size] = synthesizer.synthesize(magnitude[start : start + batch_size], rng)
-        magnitudes.append(magnitude)
-        phases.append(volume_phase)
-        maxvals.append(np.full(len(magnitude), magnitude.max(), dtype=np.float32))
-    info = {
-        "phase": method,
-        "phase_settings": synthesizer.settings() if synthesizer is not None else "real phase of the data",
-        "seed": seed,
-        "volumes": [v.key for v in volumes],
-        "slices": int(sum(len(m) for m in magnitudes)),
-    }
-    return TrainingSet(np.concatenate(magnitudes), np.concatenate(phases), np.concatenate(maxvals), info)
+    pairs: PairSet, method: str, seed: int = 0, device: str = "cpu", batch_size: int = 16
+) -> PairSet:
+    """The magnitudes of `pairs` with the real phase (`gt`) or a phase synthesized by `method` for each
+    volume's acquisition. Raises the method's own error (e.g. a missing checkpoint) if it cannot be created."""
+    if method == GT:
+        return pairs.with_phase(pairs.phase, {"phase": GT, "phase_settings": "real phase of the data", "seed": seed,
+                                              "volumes": pairs.keys, "slices": len(pairs)})  # fmt: skip
+    synthesizer = phase.create(method, device=device)
+    synthesized = np.empty_like(pairs.magnitude)
+    for number, key in enumerate(pairs.keys):
+        where = np.flatnonzero(pairs.volume == number)
+        for start in range(0, where.size, batch_size):
+            part = where[start : start + batch_size]
+            synthesized[part] = synthesizer.synthesize(pairs.magnitude[part], stream(seed, key, start), pairs.acquisitions[number])
+    info = {"phase": method, "phase_settings": synthesizer.settings(), "seed": seed, "volumes": pairs.keys, "slices": len(pairs)}
+    return pairs.with_phase(synthesized, info)
 
 
-class _Slices(Dataset):
-    """(complex image, target magnitude, volume max) per slice of a TrainingSet."""
-
-    def __init__(self, data: TrainingSet) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data.magnitude)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        magnitude = torch.from_numpy(np.ascontiguousarray(self.data.magnitude[index]))
-        angle = torch.from_numpy(np.ascontiguousarray(self.data.phase[index]))
-        return torch.polar(magnitude, angle), magnitude, torch.tensor(self.data.maxval[index])
+def _training_sample(pairs: PairSet, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(complex image, target magnitude, volume max) of one slice: the VarNet's view of a pair."""
+    magnitude = torch.from_numpy(np.ascontiguousarray(pairs.magnitude[index]))
+    angle = torch.from_numpy(np.ascontiguousarray(pairs.phase[index]))
+    return torch.polar(magnitude, angle), magnitude, torch.tensor(pairs.maxval[index])
 
 
 @dataclass
 class Evaluation:
-    """Metrics of reconstructions of real k-space: mean over volumes, and per volume."""
+    """Metrics of reconstructions of real k-space: mean over volumes, per volume and per slice."""
 
     metrics: dict[str, float]
     per_volume: dict[str, dict[str, float]]
     effective_acceleration: float  # mean over the slices' masks
     examples: dict[str, np.ndarray] = field(default_factory=dict)  # "key#slice" -> reconstruction
+    per_slice: list[dict[str, Any]] = field(default_factory=list)  # {"volume", "slice", metric: value}
 
 
 def evaluate(
     model: nn.Module | None,
-    volumes: Sequence[ComplexVolume],
+    pairs: PairSet,
     sampling: Sampling,
     device: torch.device | str = "cpu",
     batch_size: int = 4,
     mask_seed: int = 0,
     examples: Iterable[tuple[str, int]] = (),
 ) -> Evaluation:
-    """Reconstruct every slice of `volumes` from its masked real k-space (`model=None`: zero-filled)
-    and score each volume with fastMRI's metrics (data range = the volume's maximum)."""
+    """Reconstruct every slice of `pairs` from its masked real k-space (`model=None`: zero-filled)
+    and score each slice and each volume with fastMRI's metrics (data range = the volume's maximum)."""
     wanted = set(examples)
     per_volume: dict[str, dict[str, float]] = {}
+    per_slice: list[dict[str, Any]] = []
     kept: dict[str, np.ndarray] = {}
     accelerations = []
-    for volume in volumes:
-        kspace = fft2c(volume.image).astype(np.complex64)
+    for key, image in pairs.volume_images():
+        kspace = fft2c(image).astype(np.complex64)
         width = kspace.shape[-1]
-        drawn = [eval_mask(sampling, width, mask_seed, volume.key, i) for i in range(len(kspace))]
+        drawn = [eval_mask(sampling, width, mask_seed, key, i) for i in range(len(kspace))]
         accelerations += [m.effective_acceleration for m in drawn]
         masks = np.stack([m.mask for m in drawn])[:, None, :]  # (S, 1, W)
         masked = kspace * masks
@@ -227,32 +174,40 @@ def evaluate(
                     m = torch.from_numpy(masks[start : start + batch_size]).to(device)
                     parts.append(model(k, m).float().cpu().numpy())
             recon = np.concatenate(parts)
-        per_volume[volume.key] = metrics.evaluate(volume.magnitude, recon)
-        for key, index in wanted:
-            if key == volume.key and 0 <= index < len(recon):
+        target = np.abs(image).astype(np.float32)
+        per_volume[key] = metrics.evaluate(target, recon)
+        maxval = float(target.max())
+        for i in range(len(recon)):
+            per_slice.append({"volume": key, "slice": i, **metrics.evaluate(target[i], recon[i], maxval)})
+        for wanted_key, index in wanted:
+            if wanted_key == key and 0 <= index < len(recon):
                 kept[f"{key}#{index}"] = recon[index]
-    names = ("ssim", "psnr", "nmse", "nrmse")
-    mean = {n: float(np.mean([v[n] for v in per_volume.values()])) for n in names} if per_volume else {}
-    return Evaluation(mean, per_volume, float(np.mean(accelerations)) if accelerations else float("nan"), kept)
+    mean = {n: float(np.mean([v[n] for v in per_volume.values()])) for n in METRIC_NAMES} if per_volume else {}
+    acceleration = float(np.mean(accelerations)) if accelerations else float("nan")
+    return Evaluation(mean, per_volume, acceleration, kept, per_slice)
 
 
 class VarNetTask(TrainTask):
-    """A single-coil VarNet trained on a TrainingSet (see the module doc), validated on real k-space."""
+    """A single-coil VarNet trained on a PairSet (see the module doc), validated on real k-space."""
 
     def __init__(
         self,
-        data: TrainingSet,
+        data: PairSet,
         net: VarNetConfig,
         sampling: Sampling,
         lr: float = 3e-4,
-        val_volumes: Sequence[ComplexVolume] = (),
+        val: PairSet | None = None,
         data_description: Mapping[str, Any] | None = None,
         mask_seed: int = 0,
+        warmup_steps: int = 1,
     ) -> None:
-        self.data, self.net, self.sampling, self.lr = data, net, sampling, lr
-        self.val_volumes, self.mask_seed = list(val_volumes), mask_seed
+        self.data, self.net, self.sampling, self.lr, self.warmup_steps = data, net, sampling, lr, warmup_steps
+        self.val = val if val is not None and len(val) else None
+        self.mask_seed = mask_seed
         self.data_description = dict(data_description or {})
         self.loss = SSIMLoss()
+        # what the network must beat: zero-filling of recVal with the same masks
+        self.zero_filled = evaluate(None, self.val, sampling, mask_seed=mask_seed).metrics if self.val is not None else {}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -261,21 +216,25 @@ class VarNetTask(TrainTask):
                 "varnet": self.net.to_dict(),
                 "sampling": self.sampling.to_dict(),
                 "loss": "1 - SSIM (7x7, data range = volume max)",
-                "optimizer": {"type": "Adam", "lr": self.lr},
+                "optimizer": {"type": "Adam", "lr": self.lr, "warmup_steps": self.warmup_steps},
             },
             "data": {
                 **self.data_description,
                 "training": self.data.info,
-                "validation": {"volumes": [v.key for v in self.val_volumes], "k-space": "real", "mask_seed": self.mask_seed},
+                "validation": {"volumes": self.val.keys if self.val is not None else [], "k-space": "real",
+                               "mask_seed": self.mask_seed, "zero_filled": self.zero_filled},  # fmt: skip
             },
         }
 
-    def dataset(self) -> Dataset:
-        return _Slices(self.data)
+    def dataset(self) -> PairDataset:
+        return PairDataset(self.data, _training_sample)
 
     def build(self, device: torch.device) -> dict[str, Part]:
+        from kspacify.training import linear_warmup
+
         model = VarNet(self.net).to(device)
-        return {"varnet": Part(model, torch.optim.Adam(model.parameters(), lr=self.lr))}
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        return {"varnet": Part(model, optimizer, linear_warmup(optimizer, self.warmup_steps))}
 
     def step(self, ctx: StepContext, batch: Any) -> dict[str, torch.Tensor]:
         image, target, maxval = batch
@@ -289,9 +248,10 @@ class VarNetTask(TrainTask):
         return {"loss": loss.detach()}
 
     def validate(self, models: Mapping[str, nn.Module], device: torch.device) -> dict[str, float]:
-        if not self.val_volumes:
+        if self.val is None:
             return {}
-        return evaluate(models["varnet"], self.val_volumes, self.sampling, device, mask_seed=self.mask_seed).metrics
+        scores = evaluate(models["varnet"], self.val, self.sampling, device, mask_seed=self.mask_seed).metrics
+        return {**scores, "ssim_gain_over_zero_filled": scores["ssim"] - self.zero_filled["ssim"]}
 
 
 def load_varnet(path: str | Path, device: torch.device | str = "cpu") -> tuple[VarNet, dict[str, Any]]:
@@ -300,36 +260,6 @@ def load_varnet(path: str | Path, device: torch.device | str = "cpu") -> tuple[V
     model = VarNet(VarNetConfig(**card["config"]["varnet"]))
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), card
-
-
-REC_FRACTIONS = {"recTrain": 0.6, "recVal": 0.2, "recTest": 0.2}  # the paper's 126/30/40 patients, rounded
-
-
-class DataError(ValueError):
-    """The data cannot be used as asked (no complex volumes, too few patients, a stale splits file)."""
-
-
-def rec_splits(refs: Sequence[VolumeRef], path: Path, seed: int = 0, save: bool = True) -> dict[str, list[str]]:
-    """The paper's patient-level recTrain / recVal / recTest splits of `refs`: read from `path` when it
-    exists (every key must still be in the data), else made from `seed` and written there (if `save`:
-    under torchrun only rank 0 writes; the others make the same splits). With only two patients there
-    is no recVal (training then keeps its last weights)."""
-    keys = {ref.key for ref in refs}
-    if path.exists():
-        splits, _ = load_splits_with_meta(path)
-        missing = sorted(k for name in ("recTrain", "recVal", "recTest") for k in splits.get(name, []) if k not in keys)
-        if missing or not splits.get("recTrain"):
-            raise DataError(f"{path} does not fit this data (e.g. volume {missing[0] if missing else '?'} is not in it); "
-                            "use another output directory or --splits file")  # fmt: skip
-        return splits
-    patients = len({ref.patient or ref.key for ref in refs})
-    if patients < 2:
-        raise DataError(f"found {len(refs)} volume(s) of {patients} patient(s); training and testing need at least 2")
-    fractions = REC_FRACTIONS if patients >= 3 else {"recTrain": 0.5, "recVal": 0.0, "recTest": 0.5}
-    splits = make_volume_splits(refs, fractions, seed)
-    if save:
-        save_splits(path, splits, {"seed": seed, "fractions": fractions, "patients": patients, "volumes": len(refs)})
-    return splits
 
 
 @dataclass(frozen=True)
@@ -351,6 +281,8 @@ class VarNetRun:
     validate_every: int = 500
     splits: Path | None = None  # default out/splits.json
     console: bool = True
+    warmup_steps: int = 1
+    assume: Acquisition = UNKNOWN  # the acquisition of volumes whose files do not say
 
 
 def check_phase_method(name: str, device: str = "cpu") -> None:
@@ -365,7 +297,7 @@ def train_varnet(run: VarNetRun) -> TrainResult:
     """Split the data by patient, synthesize the training k-space from recTrain's magnitudes with
     `run.phase` (cached in out/), and train a VarNet validated on recVal's real k-space."""
     check_phase_method(run.phase, run.device)
-    run.sampling.draw(run.size, np.random.default_rng(0))  # a bad R / ACS / mask fails before any work
+    run.sampling.check(run.size)
     net = VarNetConfig.preset(run.preset)
     refs = list_volumes(run.data)
     if not refs:
@@ -375,20 +307,21 @@ def train_varnet(run: VarNetRun) -> TrainResult:
     by_key = {ref.key: ref for ref in refs}
     cache = run.out / "training-sets" / f"{run.phase}-seed{run.seed}-{run.size}.safetensors"
     if cache.exists():
-        data = TrainingSet.load(cache)
+        data = PairSet.load(cache)
     else:
-        volumes = load_volumes([by_key[k] for k in splits["recTrain"]], run.size)
-        data = build_training_set(volumes, run.phase, run.seed, run.device)
+        data = build_training_set(load_pairs([by_key[k] for k in splits["recTrain"]], run.size, run.assume),
+                                  run.phase, run.seed, run.device)  # fmt: skip
         if main:
             data.save(cache)
     task = VarNetTask(
         data, net, run.sampling, run.lr,
-        val_volumes=load_volumes([by_key[k] for k in splits.get("recVal", [])], run.size),
+        val=load_pairs([by_key[k] for k in splits.get("recVal", [])], run.size, run.assume),
         data_description={"source": str(run.data.resolve()), "splits": splits, "size": run.size},
+        warmup_steps=run.warmup_steps,
     )  # fmt: skip
     config = LoopConfig(
         out_dir=run.out, name=f"varnet-{run.phase}-{run.preset}", max_steps=run.max_steps, batch_size=run.batch_size,
         seed=run.seed, max_minutes=run.max_minutes, device=run.device, validate_every=run.validate_every,
-        select_metric="ssim" if task.val_volumes else None, console=run.console,
+        select_metric="ssim" if task.val is not None else None, console=run.console,
     )  # fmt: skip
     return fit(task, config)

@@ -6,8 +6,12 @@ Each cascade updates the k-space estimate k as
     k <- k - eta_t * M (k - k0) - F( U_t( F^-1 k ) )
 
 with M the sampling mask, k0 the measured (masked) k-space, eta_t a learned scalar (soft data
-consistency) and U_t a U-Net refining the complex image as 2 real channels (real, imag) under
-per-sample, per-channel mean/std normalization. With one coil the coil-sensitivity network and the
+consistency) and U_t a U-Net giving a correction of the complex image (2 real channels, real and
+imag), computed under per-sample, per-channel mean/std normalization and scaled back by the std.
+The U-Net's last convolution starts at zero (as residual branches in Fixup or NCSN++), so an
+untrained VarNet is exactly zero-filling (k = k0 passes every cascade unchanged) and training moves
+it from there only where that lowers the loss: a VarNet that starts as noise around the zero-filled
+image can end worse than the inverse FFT it was given (the benchmark's first version did). With one coil the coil-sensitivity network and the
 sensitivity expand/reduce of the multi-coil model are the identity, so they are left out.
 F = `kspacify.kspace.fft2c` (centred orthonormal), the project's one FFT convention.
 
@@ -26,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kspacify.errors import UsageError
 from kspacify.kspace import fft2c, ifft2c
 
 __all__ = ["VARNET_PRESETS", "NormUNet", "UNet", "VarNet", "VarNetCascade", "VarNetConfig", "soft_data_consistency"]
@@ -54,7 +59,7 @@ class VarNetConfig:
         try:
             base = VARNET_PRESETS[name]
         except KeyError:
-            raise ValueError(f"unknown VarNet preset {name!r}; known: {', '.join(VARNET_PRESETS)}") from None
+            raise UsageError(f"unknown VarNet preset {name!r}; known: {', '.join(VARNET_PRESETS)}") from None
         return replace(base, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +117,8 @@ class UNet(nn.Module):
             self.fuse.append(_conv_block(c, c // 2, drop_prob))
             c //= 2
         self.head = nn.Conv2d(c, out_chans, kernel_size=1)
+        nn.init.zeros_(self.head.weight)  # a zero correction at the start: the VarNet begins as zero-filling
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -125,11 +132,13 @@ class UNet(nn.Module):
 
 
 class NormUNet(nn.Module):
-    """U-Net on a complex image as (real, imag) channels, with per-sample normalization.
+    """A correction of a complex image, from a U-Net on its (real, imag) channels under per-sample
+    normalization.
 
     k-space scales vary by orders of magnitude between scanners and between real and synthetic
-    data; normalizing each sample's channels to zero mean / unit std (and undoing it afterwards)
-    keeps the U-Net in its trained range, as in E2E-VarNet.
+    data; normalizing each sample's channels to zero mean / unit std keeps the U-Net in its trained
+    range, as in E2E-VarNet. The output is a correction, so it is scaled back by the std only (a
+    zero U-Net output is a zero correction).
     """
 
     def __init__(self, chans: int, pools: int, drop_prob: float = 0.0) -> None:
@@ -148,7 +157,7 @@ class NormUNet(nn.Module):
         top, left = ph // 2, pw // 2
         x = F.pad(x, (left, pw - left, top, ph - top))
         x = self.unet(x)[:, :, top : top + h, left : left + w]
-        x = x * std + mean
+        x = x * std
         return torch.view_as_complex(x.permute(0, 2, 3, 1).contiguous())
 
 

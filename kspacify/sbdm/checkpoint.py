@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from kspacify.atomic import atomic_path, write_json
+from kspacify.errors import UsageError
 from kspacify.sbdm.network import ScoreNet, ScoreNetConfig
 from kspacify.sbdm.sde import VESDE
 from kspacify.training.checkpoint import card_path, sha256_file
@@ -42,7 +44,7 @@ REPRESENTATION = (
 )
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UsageError):
     """A score-network checkpoint is missing, corrupt or does not match its model card."""
 
 
@@ -86,10 +88,8 @@ def save_checkpoint(
         "sde": json.dumps(sde.to_dict(), sort_keys=True),
         "sampling_weights": "ema",
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
     card: dict[str, Any] = {
         "format": FORMAT,
@@ -110,10 +110,7 @@ def save_checkpoint(
         "quality": {"val_dsm_loss": None, "phase_error_deg": None, "notes": None},
     }
     card = _deep_merge(card, extra_metadata or {})
-    card_file = card_path(path)
-    card_tmp = card_file.with_name(card_file.name + ".tmp")
-    card_tmp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
-    card_tmp.replace(card_file)
+    write_json(card_path(path), card, allow_nan=True)
     return card
 
 

@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kspacify.errors import UsageError
+
 __all__ = [
     "SCORE_NET_PRESETS",
     "ScoreNet",
@@ -114,7 +116,7 @@ class ScoreNetConfig:
         try:
             base = SCORE_NET_PRESETS[name]
         except KeyError:
-            raise ValueError(f"unknown score-network preset {name!r}; known: {', '.join(SCORE_NET_PRESETS)}") from None
+            raise UsageError(f"unknown score-network preset {name!r}; known: {', '.join(SCORE_NET_PRESETS)}") from None
         if ("image_size" in overrides or "ch_mult" in overrides) and "attn_resolutions" not in overrides:
             size = overrides.get("image_size", base.image_size)
             levels = len(overrides.get("ch_mult", base.ch_mult))

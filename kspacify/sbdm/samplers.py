@@ -43,6 +43,7 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
+from kspacify.errors import UsageError
 from kspacify.sbdm.sde import VESDE, ScoreModel
 
 __all__ = ["SAMPLERS", "DPMSolver2MSampler", "HeunSampler", "PCSampler", "Sampler", "karras_sigmas", "make_sampler"]
@@ -297,5 +298,5 @@ def make_sampler(name: str, **options: Any) -> Sampler:
     try:
         cls = SAMPLERS[name]
     except KeyError:
-        raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}") from None
+        raise UsageError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}") from None
     return cls(**options)

@@ -1,14 +1,18 @@
 """Training the conditional score model: `kspacify train sbdm` (the paper's 2.3, on our phasor).
 
 * Data: complex slices from any `kspacify.datasets` reader (fastMRI k-space, complex NIfTI, complex
-  .npy), read at `read_size` (normalized per volume as the readers and `convert` do), then put on the
-  diffusion grid exactly as inference does (`kspacify.phase.sbdm.to_diffusion_grid`: magnitude
+  .npy) in a `PairSet`, read at `read_size` (normalized per volume as the readers and `convert` do),
+  then put on the diffusion grid exactly as inference does (`grid_pairs` (`kspacify.sbdm.grid.to_diffusion_grid`: magnitude
   area-averaged; target = area average of magnitude x exp(i phase), normalized to a unit phasor), so
   the network sees at training what it sees at sampling. Grid cells with no signal at all (an exactly
   zero background, e.g. of a template) get a uniform random phase drawn once from a seed per slice:
   that is what noise-only background looks like, and a zero target is not a phasor.
-* Splits: by patient (`VolumeRef.patient`; where a reader knows none, the first directory of the
-  volume key, so `subject/scan.npy` layouts split by subject), into JSON, reused when present.
+* Splits: genTrain / genVal by the project's policy (`datasets.gen_splits`: by subject), into JSON,
+  reused when present.
+* Condition: the magnitude and, for a conditioned network (`SbdmRun.condition`, the default), the
+  volume's acquisition as constant channels (`kspacify.sbdm.conditioning`); each training sample's
+  acquisition is replaced by "unknown" with probability `condition_dropout`, so the network also
+  learns what to draw when the headers say nothing.
 * Loss: `dsm_loss` (sigma(t)^2-weighted DSM, t ~ U[eps, 1]) with all noise from the step's generator,
   so a resumed run draws what an uninterrupted one draws. Augmentation: per-step random flips of
   (magnitude, phasor) pairs, also from the step's generator (a flipped slice is an equally valid one).
@@ -23,143 +27,102 @@ from magnitude-only volumes with the `physics` phase model; its manifest goes in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from kspacify.datasets import VolumeRef, list_volumes, load_splits_with_meta, read_volume, save_splits
-from kspacify.datasets.splits import make_splits
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.datasets import PairSet, fingerprint, gen_splits, list_volumes, load_pairs, split_unit
+from kspacify.errors import DataError, UsageError
 from kspacify.sbdm.checkpoint import save_checkpoint
+from kspacify.sbdm.conditioning import FEATURES, UNKNOWN_FEATURES, condition, encode
+from kspacify.sbdm.grid import to_diffusion_grid
 from kspacify.sbdm.network import ScoreNet, ScoreNetConfig
 from kspacify.sbdm.sde import VESDE, dsm_loss, phasor_sigma_max
-from kspacify.training import EMA, LoopConfig, Part, StepContext, TrainResult, TrainTask, World, fit, linear_warmup, load_weights
+from kspacify.seeding import stream
+from kspacify.training import (
+    EMA,
+    LoopConfig,
+    Part,
+    StepContext,
+    TrainResult,
+    TrainTask,
+    World,
+    fit,
+    linear_warmup,
+    load_weights,
+)
 
-__all__ = [
-    "DataError",
-    "PairSet",
-    "SbdmRun",
-    "SbdmTask",
-    "export_checkpoint",
-    "load_pairs",
-    "patient_of",
-    "sbdm_splits",
-    "train_sbdm",
-    "val_dsm",
-]
+__all__ = ["GridPairs", "SbdmRun", "SbdmTask", "export_checkpoint", "grid_pairs", "train_sbdm", "val_dsm"]
 
 VAL_LEVELS = 8  # fixed noise levels of the validation score
 VAL_SEED = 1234  # its fixed noise
 DATASET_CARD = "manifest.json"  # `kspacify data build`'s description of a data directory, copied into the model card
 
 
-class DataError(ValueError):
-    """The data cannot be used as asked (no complex volumes, too few patients, a stale splits file)."""
-
-
-def _key_seed(key: str) -> int:
-    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:15], 16)
-
-
-def patient_of(ref: VolumeRef) -> str:
-    """Split group of a volume: the reader's patient, else the key's first directory (subject folders)."""
-    if ref.patient and ref.patient != ref.key:
-        return ref.patient
-    return ref.key.split("/", 1)[0] if "/" in ref.key else ref.key
-
-
 @dataclass
-class PairSet:
-    """Training pairs on the diffusion grid: magnitude (N, 1, g, g), unit phasor (N, 2, g, g)."""
+class GridPairs:
+    """Training pairs on the diffusion grid: magnitude (N, 1, g, g), unit phasor (N, 2, g, g), the
+    acquisition features of each slice (N, conditioning.FEATURES)."""
 
     magnitude: torch.Tensor
     phasor: torch.Tensor
     volumes: list[str]
     skipped_slices: int = 0
+    features: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.magnitude.shape[0])
 
 
-def load_pairs(
-    refs: Sequence[VolumeRef], read_size: int, diffusion_size: int, seed: int = 0, min_signal: float = 0.02
-) -> PairSet:
-    """Read volumes and put every slice with signal on the diffusion grid as inference does. Slices
-    whose fraction of pixels above 0.1 (normalized) is below `min_signal` are skipped: no phase to learn."""
-    from kspacify.phase.sbdm import to_diffusion_grid
-
+def grid_pairs(pairs: PairSet, diffusion_size: int, seed: int = 0, min_signal: float = 0.02) -> GridPairs:
+    """Every slice with signal put on the diffusion grid as inference does. Slices whose fraction of
+    pixels above 0.1 (normalized) is below `min_signal` are skipped: no phase to learn."""
     grid = (diffusion_size, diffusion_size)
-    mags, phasors, skipped = [], [], 0
-    for ref in refs:
-        for s in read_volume(ref, read_size):
-            magnitude = s.magnitude
-            if float(np.mean(magnitude > 0.1)) < min_signal:
-                skipped += 1
-                continue
-            mag = torch.from_numpy(magnitude)[None, None]
-            coarse, phasor = to_diffusion_grid(mag, grid, torch.from_numpy(s.phase)[None])
-            assert phasor is not None
-            empty = torch.linalg.vector_norm(phasor, dim=1) < 0.5  # (1, g, g): no signal in the cell
-            if bool(empty.any()):
-                rng = np.random.default_rng([seed, _key_seed(ref.key), s.slice_index])
-                angle = torch.from_numpy(rng.uniform(-math.pi, math.pi, size=grid).astype(np.float32))[None]
-                fill = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
-                phasor = torch.where(empty[:, None], fill, phasor)
-            mags.append(coarse[0])
-            phasors.append(phasor[0])
+    mags, phasors, features, skipped = [], [], [], 0
+    for index in range(len(pairs)):
+        magnitude = pairs.magnitude[index]
+        if float(np.mean(magnitude > 0.1)) < min_signal:
+            skipped += 1
+            continue
+        mag = torch.from_numpy(np.ascontiguousarray(magnitude))[None, None]
+        coarse, phasor = to_diffusion_grid(mag, grid, torch.from_numpy(np.ascontiguousarray(pairs.phase[index]))[None])
+        assert phasor is not None
+        empty = torch.linalg.vector_norm(phasor, dim=1) < 0.5  # (1, g, g): no signal in the cell
+        if bool(empty.any()):
+            rng = stream(seed, pairs.keys[int(pairs.volume[index])], index)
+            angle = torch.from_numpy(rng.uniform(-math.pi, math.pi, size=grid).astype(np.float32))[None]
+            fill = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+            phasor = torch.where(empty[:, None], fill, phasor)
+        mags.append(coarse[0])
+        phasors.append(phasor[0])
+        features.append(torch.from_numpy(encode(pairs.acquisition_of(index))))
     if not mags:
-        raise DataError(f"no slices with signal in {len(refs)} volume(s)")
-    return PairSet(torch.stack(mags).float(), torch.stack(phasors).float(), [r.key for r in refs], skipped)
+        raise DataError(f"no slices with signal in {len(pairs.keys)} volume(s)")
+    return GridPairs(torch.stack(mags).float(), torch.stack(phasors).float(), list(pairs.keys), skipped, torch.stack(features))
 
 
-def sbdm_splits(refs: Sequence[VolumeRef], path: Path, seed: int = 0, val_fraction: float = 0.1) -> dict[str, list[str]]:
-    """genTrain / genVal volume keys, split by patient (`patient_of`): read from `path` when it exists
-    (every key must still be in the data), else made from `seed` and written there (rank 0 only)."""
-    keys = {ref.key for ref in refs}
-    if path.exists():
-        splits, _ = load_splits_with_meta(path)
-        listed = [k for name in ("genTrain", "genVal") for k in splits.get(name, [])]
-        missing = sorted(k for k in listed if k not in keys)
-        if missing or not splits.get("genTrain"):
-            raise DataError(f"{path} does not fit this data (e.g. volume {missing[0] if missing else '?'} is not in it); "
-                            "use another --out or --splits file")  # fmt: skip
-        return {"genTrain": list(splits["genTrain"]), "genVal": list(splits.get("genVal", []))}
-    by_patient: dict[str, list[str]] = {}
-    for ref in refs:
-        by_patient.setdefault(patient_of(ref), []).append(ref.key)
-    if len(by_patient) < 2:
-        raise DataError(f"found {len(refs)} volume(s) of 1 patient; a patient-level validation split needs at least 2")
-    n_val = min(max(1, round(val_fraction * len(by_patient))), len(by_patient) - 1)
-    fractions = {"genTrain": 1.0 - n_val / len(by_patient), "genVal": n_val / len(by_patient)}
-    groups = make_splits(by_patient, fractions, seed)
-    splits = {name: sorted(k for p in groups.get(name, []) for k in by_patient[p]) for name in ("genTrain", "genVal")}
-    if World.from_env().is_main:
-        save_splits(path, splits, {"seed": seed, "fractions": fractions, "patients": len(by_patient), "volumes": len(refs),
-                                   "grouping": "VolumeRef.patient, else the first directory of the volume key"})  # fmt: skip
-    return splits
-
-
-class _Pairs(Dataset):
-    def __init__(self, pairs: PairSet) -> None:
+class _GridDataset:
+    def __init__(self, pairs: GridPairs) -> None:
         self.pairs = pairs
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.pairs.magnitude[index], self.pairs.phasor[index]
+        features = self.pairs.features[index] if self.pairs.features is not None else torch.from_numpy(UNKNOWN_FEATURES)
+        return self.pairs.magnitude[index], self.pairs.phasor[index], features
 
 
 @torch.no_grad()
-def val_dsm(model: nn.Module, pairs: PairSet, sde: VESDE, device: torch.device, batch_size: int = 16,
-            levels: int = VAL_LEVELS, seed: int = VAL_SEED) -> dict[str, float]:  # fmt: skip
+def val_dsm(model: nn.Module, pairs: GridPairs, sde: VESDE, device: torch.device, batch_size: int = 16,
+            levels: int = VAL_LEVELS, seed: int = VAL_SEED, channels: int = 1) -> dict[str, float]:  # fmt: skip
     """The DSM loss on `pairs` at `levels` fixed noise levels with fixed noise: comparable across steps.
     `val_dsm` is the mean over levels (an estimate of the training objective), `val_dsm_low` the mean
     over sigma < 1, where the phase detail is decided."""
@@ -168,7 +131,8 @@ def val_dsm(model: nn.Module, pairs: PairSet, sde: VESDE, device: torch.device, 
     sigmas = [float(sde.marginal_std(float(t))) for t in ts]
     totals = [0.0] * levels
     for start in range(0, len(pairs), batch_size):
-        mag = pairs.magnitude[start : start + batch_size].to(device)
+        features = pairs.features[start : start + batch_size].to(device) if pairs.features is not None else None
+        mag = condition(pairs.magnitude[start : start + batch_size].to(device), features, channels)
         x0 = pairs.phasor[start : start + batch_size].to(device)
         for k, sigma in enumerate(sigmas):
             z = torch.randn(x0.shape, generator=generator, device=device)
@@ -187,8 +151,8 @@ class SbdmTask(TrainTask):
 
     def __init__(
         self,
-        train: PairSet,
-        val: PairSet | None,
+        train: GridPairs,
+        val: GridPairs | None,
         net: ScoreNetConfig,
         sde: VESDE,
         lr: float = 1e-4,
@@ -197,7 +161,9 @@ class SbdmTask(TrainTask):
         ema_decay: float = 0.999,
         flips: bool = True,
         data_description: Mapping[str, Any] | None = None,
+        condition_dropout: float = 0.2,
     ) -> None:
+        self.condition_dropout = condition_dropout
         self.train, self.val, self.net, self.sde = train, val, net, sde
         self.lr, self.warmup_steps, self.grad_clip, self.ema_decay, self.flips = lr, warmup_steps, grad_clip, ema_decay, flips
         self.data_description = dict(data_description or {})
@@ -213,6 +179,8 @@ class SbdmTask(TrainTask):
                 "optimizer": {"type": "Adam", "lr": self.lr, "warmup_steps": self.warmup_steps,
                               "grad_clip": self.grad_clip, "ema_decay": self.ema_decay},
                 "augmentation": "random vertical/horizontal flips per step" if self.flips else None,
+                "condition": {"magnitude": True, "acquisition_features": self.net.cond_channels - 1,
+                              "dropout_to_unknown": self.condition_dropout if self.net.cond_channels > 1 else None},
             },  # fmt: skip
             "data": {
                 **self.data_description,
@@ -221,8 +189,8 @@ class SbdmTask(TrainTask):
             },
         }
 
-    def dataset(self) -> Dataset:
-        return _Pairs(self.train)
+    def dataset(self) -> _GridDataset:
+        return _GridDataset(self.train)
 
     def build(self, device: torch.device) -> dict[str, Part]:
         model = ScoreNet(self.net, seed=None).to(device)  # seeded by the loop's RNG fork
@@ -231,14 +199,19 @@ class SbdmTask(TrainTask):
                               EMA(model, self.ema_decay), self.grad_clip)}  # fmt: skip
 
     def step(self, ctx: StepContext, batch: Any) -> dict[str, torch.Tensor]:
-        magnitude, phasor = batch
+        magnitude, phasor, features = batch
         if self.flips:
             flip = torch.rand(2, generator=ctx.generator, device=ctx.device) < 0.5
             dims = [d for d, f in zip((-2, -1), flip.tolist()) if f]
             if dims:
                 magnitude, phasor = magnitude.flip(dims), phasor.flip(dims)
+        if self.net.cond_channels > 1 and self.condition_dropout > 0:
+            dropped = torch.rand(len(features), generator=ctx.generator, device=ctx.device) < self.condition_dropout
+            unknown = torch.from_numpy(UNKNOWN_FEATURES).to(ctx.device)
+            features = torch.where(dropped[:, None], unknown, features)
+        cond = condition(magnitude, features, self.net.cond_channels)
         with ctx.autocast():
-            loss = dsm_loss(ctx.models["score"], phasor, magnitude, self.sde, ctx.generator)
+            loss = dsm_loss(ctx.models["score"], phasor, cond, self.sde, ctx.generator)
         norm = ctx.update("score", loss)
         out = {"loss": loss.detach()}
         if norm is not None:
@@ -248,7 +221,7 @@ class SbdmTask(TrainTask):
     def validate(self, models: Mapping[str, nn.Module], device: torch.device) -> dict[str, float]:
         if self.val is None or len(self.val) == 0:
             return {}
-        return val_dsm(models["score"], self.val, self.sde, device)
+        return val_dsm(models["score"], self.val, self.sde, device, channels=self.net.cond_channels)
 
 
 def export_checkpoint(result: TrainResult, net: ScoreNetConfig, sde: VESDE, path: Path, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -304,9 +277,13 @@ class SbdmRun:
     log_every: int = 10
     export_dir: Path | None = None  # default out/weights
     console: bool = True
+    assume: Acquisition = UNKNOWN  # the acquisition of volumes whose files do not say
+    condition: bool = True  # condition on the acquisition (else on the magnitude only)
+    condition_dropout: float = 0.2
+    hold_out: float = 0.0  # share of subjects in genTest: never seen (for benchmarks and realism)
 
     def net(self) -> ScoreNetConfig:
-        overrides: dict[str, Any] = {"image_size": self.diffusion_size}
+        overrides: dict[str, Any] = {"image_size": self.diffusion_size, "cond_channels": 1 + FEATURES if self.condition else 1}
         if self.nf is not None:
             overrides["nf"] = self.nf
         return ScoreNetConfig.preset(self.preset, **overrides)
@@ -316,11 +293,12 @@ class SbdmRun:
         return VESDE(sigma_max=sigma_max)
 
 
-def _subset(pairs: PairSet, count: int) -> PairSet:
+def _subset(pairs: GridPairs, count: int) -> GridPairs:
     if len(pairs) <= count:
         return pairs
     index = torch.from_numpy(np.linspace(0, len(pairs) - 1, count).round().astype(np.int64))
-    return PairSet(pairs.magnitude[index], pairs.phasor[index], pairs.volumes, pairs.skipped_slices)
+    features = pairs.features[index] if pairs.features is not None else None
+    return GridPairs(pairs.magnitude[index], pairs.phasor[index], pairs.volumes, pairs.skipped_slices, features)
 
 
 def train_sbdm(run: SbdmRun) -> tuple[TrainResult, dict[str, Any] | None]:
@@ -328,29 +306,36 @@ def train_sbdm(run: SbdmRun) -> tuple[TrainResult, dict[str, Any] | None]:
     `sbdm-<preset>.safetensors` + card. Returns the loop's result and the checkpoint card (or None)."""
     net, sde = run.net(), run.sde()  # a bad preset or size fails before any reading
     if run.read_size < run.diffusion_size:
-        raise ValueError(f"read size {run.read_size} is smaller than the diffusion size {run.diffusion_size}")
+        raise UsageError(f"read size {run.read_size} is smaller than the diffusion size {run.diffusion_size}")
     refs = list_volumes(run.data)
     if not refs:
         raise DataError(f"no complex volumes (fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy) in {run.data}")
-    splits = sbdm_splits(refs, run.splits or run.out / "splits.json", run.seed, run.val_fraction)
+    splits = gen_splits(refs, run.splits or run.out / "splits.json", run.seed, run.val_fraction, run.hold_out,
+                        save=World.from_env().is_main)  # fmt: skip
     by_key = {ref.key: ref for ref in refs}
-    train = load_pairs([by_key[k] for k in splits["genTrain"]], run.read_size, run.diffusion_size, run.seed)
-    val = load_pairs([by_key[k] for k in splits["genVal"]], run.read_size, run.diffusion_size, run.seed) if splits["genVal"] else None
-    val = _subset(val, run.val_slices) if val is not None else None
+
+    def pairs_of(name: str) -> GridPairs:
+        return grid_pairs(load_pairs([by_key[k] for k in splits[name]], run.read_size, run.assume), run.diffusion_size, run.seed)
+
+    train = pairs_of("genTrain")
+    val = _subset(pairs_of("genVal"), run.val_slices) if splits["genVal"] else None
     description: dict[str, Any] = {
         "source": str(run.data),
         "readers": sorted({ref.reader for ref in refs}),
         "read_size": run.read_size,
         "pairs": "to_diffusion_grid: magnitude area-averaged; phasor = normalized area average of magnitude x exp(i phase)",
         "splits": splits,
-        "patients": {"genTrain": sorted({patient_of(by_key[k]) for k in splits["genTrain"]}),
-                     "genVal": sorted({patient_of(by_key[k]) for k in splits["genVal"]})},
+        "subjects": {name: sorted({split_unit(by_key[k]) for k in splits[name]}) for name in ("genTrain", "genVal")},
+        # what the model saw, by content: the benchmark leaves these volumes out of what it tests on
+        "fingerprints": sorted(fingerprint(by_key[k]) for name in ("genTrain", "genVal") for k in splits[name]),
+        "assumed_acquisition": run.assume.to_json(),
         "skipped_empty_slices": train.skipped_slices + (val.skipped_slices if val is not None else 0),
     }  # fmt: skip
     card_file = Path(run.data) / DATASET_CARD
     if card_file.is_file():
         description["build"] = json.loads(card_file.read_text(encoding="utf-8"))
-    task = SbdmTask(train, val, net, sde, run.lr, run.warmup_steps, run.grad_clip, run.ema_decay, data_description=description)
+    task = SbdmTask(train, val, net, sde, run.lr, run.warmup_steps, run.grad_clip, run.ema_decay, data_description=description,
+                    condition_dropout=run.condition_dropout)  # fmt: skip
     name = f"sbdm-{run.preset}"
     config = LoopConfig(
         out_dir=run.out, name=f"{name}-loop", max_steps=run.max_steps, batch_size=run.batch_size, seed=run.seed,

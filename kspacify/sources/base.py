@@ -7,12 +7,20 @@ Nothing downstream of the readers knows whether a volume came from DICOM or NIfT
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import logging
+import math
+import re
+import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
+
+from kspacify.acquisition import UNKNOWN, Acquisition
+from kspacify.errors import KspacifyError
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class VolumeInfo:
     shape: tuple[int, int, int]  # slices, rows, columns
     spacing: tuple[float, float, float]  # mm: slice step, row spacing, column spacing
     meta: dict[str, Any] = field(default_factory=dict)  # PHI-free acquisition facts
+    acquisition: Acquisition = UNKNOWN  # what the phase depends on (sequence family, B0, TE, field direction)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -61,23 +70,96 @@ class VolumeInfo:
         return tuple(dict.fromkeys(ref.path for ref in self.slices))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["acquisition"] = self.acquisition.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VolumeInfo:
+        """The volume a `to_json` dict describes; ValueError or TypeError naming the first field that
+        is not what `to_json` writes (a manifest may have been edited: nothing in it is trusted)."""
+        if not isinstance(data, dict):
+            raise TypeError("a volume must be a JSON object")
+        slices = data["slices"]
+        if not isinstance(slices, (list, tuple)) or not slices:
+            raise ValueError("slices: a non-empty list expected")
         return cls(
-            source_kind=data["source_kind"],
-            name=data["name"],
-            key=data["key"],
-            patient=data["patient"],
-            slices=tuple(
-                SliceRef(ref["path"], ref.get("frame"), NativePixels(**ref["native"]) if ref.get("native") else None)
-                for ref in data["slices"]
-            ),
-            shape=tuple(data["shape"]),  # type: ignore[arg-type]
-            spacing=tuple(data["spacing"]),  # type: ignore[arg-type]
-            meta=dict(data.get("meta", {})),
+            source_kind=_text(data["source_kind"], "source_kind"),
+            name=safe_name(data["name"]),
+            key=_text(data["key"], "key"),
+            patient=_text(data["patient"], "patient"),
+            slices=tuple(_slice_ref(ref) for ref in slices),
+            shape=_numbers(data["shape"], "shape", int),  # type: ignore[arg-type]
+            spacing=_numbers(data["spacing"], "spacing", float),  # type: ignore[arg-type]
+            meta=_mapping(data.get("meta", {}), "meta"),
+            acquisition=Acquisition.from_json(data.get("acquisition")),
         )
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_NATIVE_DTYPES = {"<u1", "<i1", "<u2", "<i2", "<u4", "<i4", "|u1", "|i1"}
+
+
+def safe_name(name: Any) -> str:
+    """`name` if it is a plain output stem (letters, digits, `._-`, not starting with a dot or a
+    dash, at most 200 characters), else ValueError: a name is joined to the output folder, so
+    `../x` or `/etc/x` would write outside it."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"name {name!r} is not a plain file name")
+    return name
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what}: a string expected, got {type(value).__name__}")
+    return value
+
+
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what}: an object expected, got {type(value).__name__}")
+    return dict(value)
+
+
+def _numbers(value: Any, what: str, kind: type) -> tuple:
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise ValueError(f"{what}: three numbers expected")
+    out = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+            raise ValueError(f"{what}: {item!r} is not a finite number")
+        if kind is int and (item != int(item) or item < 1):
+            raise ValueError(f"{what}: {item!r} is not a positive whole number")
+        out.append(kind(item))
+    return tuple(out)
+
+
+def _index(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what}: {value!r} is not an index (a whole number >= 0)")
+    return value
+
+
+def _slice_ref(ref: Any) -> SliceRef:
+    ref = _mapping(ref, "slice")
+    frame = ref.get("frame")
+    native = ref.get("native")
+    if native:
+        native = _mapping(native, "native")
+        if native.get("dtype") not in _NATIVE_DTYPES:
+            raise ValueError(f"native dtype {native.get('dtype')!r} is not one a DICOM image is stored in")
+        bits = native.get("bits_stored")
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 32:
+            raise ValueError(f"native bits_stored {bits!r} is not 1 to 32")
+        for key in ("slope", "intercept"):
+            value = native.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"native {key} {value!r} is not a finite number")
+        native = NativePixels(offset=_index(native.get("offset"), "native offset"), dtype=native["dtype"], bits_stored=bits,
+                              slope=float(native.get("slope", 1.0)), intercept=float(native.get("intercept", 0.0)),
+                              monochrome1=bool(native.get("monochrome1", False)))  # fmt: skip
+    return SliceRef(_text(ref.get("path"), "slice path"), None if frame is None else _index(frame, "slice frame"),
+                    native or None)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,7 +179,7 @@ class Skipped:
     failed: bool = False  # True: a fault (corrupt, unreadable); False: not for us (e.g. a DICOMDIR)
 
 
-class SourceError(Exception):
+class SourceError(KspacifyError):
     """A reader could not load a volume it had scanned; the message names the cause."""
 
 
@@ -115,3 +197,18 @@ class Pseudonymizer:
 def stable_key(*parts: object) -> str:
     """Unsalted identity hash used only to seed per-volume random streams (never written out)."""
     return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
+
+
+@contextlib.contextmanager
+def quiet(library: str) -> Iterator[None]:
+    """Silence `library`'s log records and all warnings about odd-but-readable files within the
+    block: what matters about a file is said once, by kspacify, as a note or a reason."""
+    logger = logging.getLogger(library)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)

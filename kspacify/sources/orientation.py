@@ -31,6 +31,8 @@ class InPlane:
     flip_rows: bool
     flip_cols: bool
     normal: tuple[float, float, float]  # unit normal of the canonical slice (right x down), LPS
+    right: tuple[float, float, float] | None = None  # LPS direction of increasing column index, canonical
+    down: tuple[float, float, float] | None = None  # LPS direction of increasing row index, canonical
 
     def apply(self, array: np.ndarray) -> np.ndarray:
         """Canonicalize the last two axes of `array` (a view where possible)."""
@@ -41,6 +43,13 @@ class InPlane:
         if self.flip_cols:
             array = array[..., :, ::-1]
         return array
+
+    def b0_direction(self) -> tuple[float, float, float] | None:
+        """The main field (LPS z, a closed-bore scanner's head-foot axis) in canonical slice
+        coordinates (x columns, y rows, n normal); None when the orientation is unknown."""
+        if self.right is None or self.down is None:
+            return None
+        return (self.right[2] + 0.0, self.down[2] + 0.0, self.normal[2] + 0.0)
 
     def spacing(self, row_spacing: float, col_spacing: float) -> tuple[float, float]:
         """(row, column) pixel spacing after the transform."""
@@ -68,4 +77,5 @@ def canonical_inplane(right: np.ndarray, down: np.ndarray) -> InPlane:
     new_down = -down if flip_rows else down
     new_normal = np.cross(new_right, new_down)
     new_normal = new_normal / np.linalg.norm(new_normal)
-    return InPlane(plane, bool(transpose), bool(flip_rows), bool(flip_cols), tuple(float(v) for v in new_normal))
+    unit = lambda v: tuple(float(x) for x in v / np.linalg.norm(v))  # noqa: E731
+    return InPlane(plane, bool(transpose), bool(flip_rows), bool(flip_cols), unit(new_normal), unit(new_right), unit(new_down))

@@ -22,11 +22,12 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from kspacify.atomic import atomic_path, write_json
 
 __all__ = [
     "WEIGHTS_FORMAT",
@@ -110,12 +111,6 @@ def join_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return tree
 
 
-def _replace_atomically(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_pair(path: str | Path, tensors: dict[str, torch.Tensor], document: dict[str, Any]) -> dict[str, Any]:
     """Write `path` (.safetensors, its metadata naming the document's format) then its JSON
     (`document` plus the file name, sha256 and size); returns the JSON."""
@@ -124,13 +119,12 @@ def write_pair(path: str | Path, tensors: dict[str, torch.Tensor], document: dic
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"weights files must end in .safetensors, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     cpu = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}  # copies: tied weights may share memory
     metadata = {"format": str(document.get("format", ""))}
-    _replace_atomically(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
+    with atomic_path(path) as tmp:
+        save_file(cpu, str(tmp), metadata=metadata)
     document = {**document, "weights_file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
-    text = json.dumps(document, indent=2) + "\n"
-    _replace_atomically(card_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_json(card_path(path), document, allow_nan=True)
     return document
 
 

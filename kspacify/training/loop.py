@@ -56,6 +56,7 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from kspacify.errors import UsageError
 from kspacify.training.checkpoint import (
     PairError,
     deep_merge,
@@ -73,7 +74,7 @@ __all__ = ["LoopConfig", "Part", "ResumeError", "StepContext", "TrainResult", "T
 STATE_FORMAT = "kspacify-train-state"
 
 
-class ResumeError(ValueError):
+class ResumeError(UsageError):
     """out_dir holds a checkpoint of a different run (another config, data, seed or batch size)."""
 
 

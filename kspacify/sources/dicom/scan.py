@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from ...termination import check as stop_if_signalled
 from ..base import Pseudonymizer, Skipped, VolumeInfo
 from .grouping import Grouper, keyed_images
 from .header import GZIP_MAGIC, PIXEL_MODULE, FileSkip, get, quiet, read_header
@@ -118,9 +119,10 @@ def scan_dicom(
     grouper = Grouper()
     seen_instances: set[bytes] = set()
     patients: dict[str, str] = {}
-    names = [str(p) for p in paths]
-    with _reads(names, keep_components, workers) as reads:
+    with _reads(paths, keep_components, workers) as reads:
         for read in reads:
+            if workers > 1:
+                stop_if_signalled()  # (read here, the caller's own checks between paths do it)
             if read.skip is not None:
                 yield read.skip
                 continue
@@ -142,15 +144,25 @@ def scan_dicom(
 
 
 @contextmanager
-def _reads(paths: list[str], keep_components: bool, workers: int) -> Iterator[Iterable[FileRead]]:
-    """FileReads of `paths` in their order: from a pool of processes, or read here."""
-    if workers <= 1 or len(paths) < _POOL_MIN_FILES:
-        yield (read_file(path, keep_components) for path in paths)
+def _reads(paths: Iterable[Path], keep_components: bool, workers: int) -> Iterator[Iterable[FileRead]]:
+    """FileReads of `paths` in their order: read here, one path at a time as the caller asks (so a
+    caller that stops between files is obeyed), or by a pool of processes."""
+    if workers <= 1:
+        yield (read_file(str(path), keep_components) for path in paths)
+        return
+    names = [str(path) for path in paths]
+    if len(names) < _POOL_MIN_FILES:
+        yield (read_file(path, keep_components) for path in names)
         return
     # forkserver where there is one: forking a process that already runs threads (torch's, a
     # progress bar's) can deadlock the child
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        chunk = max(8, min(256, len(paths) // (workers * 8)))
-        yield pool.map(partial(read_file, keep_components=keep_components), paths, chunksize=chunk)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        chunk = max(8, min(256, len(names) // (workers * 8)))
+        yield pool.map(partial(read_file, keep_components=keep_components), names, chunksize=chunk)
+    except BaseException:  # a signal or an error: do not wait for the files still queued
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
