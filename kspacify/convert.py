@@ -122,11 +122,16 @@ def plan(
     single_file: bool,
     keep_components: bool = False,
     keep_names: bool = False,
+    nifti_beside_dicom: bool = False,
+    workers: int = 1,
 ) -> Plan:
-    """Scan the inputs and name each output (see `name_outputs`)."""
+    """Scan the inputs and name each output (see `name_outputs`); `nifti_beside_dicom`: also
+    convert NIfTI files found beside DICOM files; `workers`: processes that read DICOM headers
+    (see `sources.scan`)."""
     infos: list[VolumeInfo] = []
     skipped: list[Skipped] = []
-    for item in sources.scan(found, Pseudonymizer(salt), keep_components=keep_components, keep_names=keep_names):
+    for item in sources.scan(found, Pseudonymizer(salt), keep_components=keep_components, keep_names=keep_names,
+                             nifti_beside_dicom=nifti_beside_dicom, workers=workers):
         (skipped if isinstance(item, Skipped) else infos).append(item)
     skipped_per_folder = Counter(str(Path(s.path).parent) for s in skipped)
     entries = (Entry(info, sum(skipped_per_folder[d] for d in {str(Path(f).parent) for f in info.files})) for info in infos)

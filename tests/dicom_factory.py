@@ -12,6 +12,7 @@ Main entry points:
 * `write_enhanced_mr(path, frames, positions=..., ...)` -> one Enhanced MR multi-frame file.
 * `write_non_image(path, kind)` -> DICOMDIR, SR, secondary capture, presentation state, ... files.
 * `truncate(path, keep)` -> cut a file short (a damaged file).
+* `csa2(elements)` -> a Siemens CSA2 header blob, for the (0029,1010) private element.
 
 Orientations are given as ImageOrientationPatient (row direction cosines, then column direction
 cosines, LPS) or by name: `ORIENTATIONS["axial" | "coronal" | "sagittal"]` are the canonical display
@@ -21,6 +22,7 @@ orientations (stored array == canonical array for these).
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -466,6 +468,17 @@ def write_non_image(path: str | Path, kind: str) -> Path:
         ds.SeriesInstanceUID = new_uid()
         ds.StudyInstanceUID = new_uid()
     return save(ds, path)
+
+
+def csa2(elements: dict[str, list[str]]) -> bytes:
+    """A Siemens CSA2 header ('SV10') holding `elements`, laid out as scanners write it."""
+    out = [b"SV10", b"\4\3\2\1", struct.pack("<2I", len(elements), 77)]
+    for name, items in elements.items():
+        out.append(struct.pack("<64si4s3i", name.encode(), len(items), b"FD", 4, len(items), 77))
+        for item in items:
+            value = item.encode() + b"\0"
+            out.append(struct.pack("<4i", len(value), len(value), 77, len(value)) + value + b"\0" * (-len(value) % 4))
+    return b"".join(out)
 
 
 def truncate(path: str | Path, keep: int | float, out: str | Path | None = None) -> Path:

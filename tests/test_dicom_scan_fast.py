@@ -1,4 +1,4 @@
-"""The scan's one-pass header decoding (`_Header`) gives exactly the values `Dataset.get` gives."""
+"""The scan's one-pass header decoding (`Header`) gives exactly the values `Dataset.get` gives."""
 
 import numpy as np
 import pydicom
@@ -10,7 +10,8 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 import dicom_factory as factory
-from kspacify.sources.dicom import _KEYWORDS, _SCAN_TAGS, _get, _Header, _quiet
+from kspacify.sources.dicom import KEYWORDS, SCAN_TAGS, header_of
+from kspacify.sources.dicom.header import get, quiet
 
 # raw values pydicom reads leniently or not at all
 ODD = {
@@ -40,13 +41,13 @@ def classic(path, syntax, odd=None):
 
 
 def assert_same_values(path):
-    with _quiet():
-        header = _Header(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_SCAN_TAGS))
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_SCAN_TAGS)
-        for tag in _SCAN_TAGS:
-            key = _KEYWORDS[tag]
+    header = header_of(path)
+    with quiet():
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=SCAN_TAGS)
+        for tag in SCAN_TAGS:
+            key = KEYWORDS[tag]
             if isinstance(key, str):
-                expected = _get(ds, key)
+                expected = get(ds, key)
             else:
                 elem = ds.get(tag)
                 expected = None if elem is None else elem.value

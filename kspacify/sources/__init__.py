@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 from kspacify.sources.base import Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
 from kspacify.termination import check as stop_if_signalled
 from kspacify.sources.checks import check
-from kspacify.sources.nifti import is_nifti, load_nifti, scan_nifti
+from kspacify.sources.nifti import is_nifti, load_nifti, scan_nifti, sidecar_of
 
 __all__ = [
     "Found",
+    "NIFTI_BESIDE_DICOM",
     "Pseudonymizer",
     "Skipped",
     "SourceError",
@@ -155,31 +157,81 @@ def _walk(root: Path, wanted: Callable[[Path], bool], seen: set[str]) -> Iterato
         stack.extend(reversed(folders))
 
 
+NIFTI_BESIDE_DICOM = (
+    "NIfTI file in a folder that also holds DICOM files, most likely converted from them: not converted, "
+    "so one scan does not enter the data twice under two patient pseudonyms (name the file to convert it)"
+)
+
+
 def scan(found: Iterable[Found], pseudonymize: Pseudonymizer, *, keep_components: bool = False,
-         keep_names: bool = False) -> Iterator[VolumeInfo | Skipped]:  # fmt: skip
-    """Volumes in the inputs. NIfTI files are yielded as they come; DICOM files are grouped into
-    series, so DICOM volumes follow once every path has been read (headers only). Every volume
-    passes `checks.check` (claimed sizes against the files' real sizes, slice gaps, spacing)."""
+         keep_names: bool = False, nifti_beside_dicom: bool = False,
+         workers: int = 1) -> Iterator[VolumeInfo | Skipped]:  # fmt: skip
+    """Volumes in the inputs: NIfTI volumes first, then DICOM ones, once every path has been read
+    (DICOM files are grouped into series; headers only). Every volume passes `checks.check`
+    (claimed sizes against the files' real sizes, slice gaps, spacing).
+
+    A NIfTI file met in a directory walk is skipped with `NIFTI_BESIDE_DICOM` as its reason,
+    unless `nifti_beside_dicom`, when its folder also holds DICOM images that make a volume, or
+    when its JSON sidecar says dcm2niix made it and DICOM images of a volume lie below its folder
+    (`dcm2niix study/` writes into study/, beside the series folders): such a file is a
+    conversion of them, and both would enter the data as two patients. A NIfTI merely somewhere
+    above DICOM folders, without such a sidecar, is converted; one named explicitly always is.
+    `workers` > 1 reads DICOM headers in that many processes (same result).
+    """
     from kspacify.sources.dicom import looks_like_dicom, scan_dicom
 
     dicom_paths: list[Path] = []
     quiet_if_not_dicom: set[str] = set()
+    walked_nifti: list[Path] = []
     for item in found:
         stop_if_signalled()
         if isinstance(item, Skipped):
             yield item
         elif is_nifti(item.path):
-            yield from map(_checked, scan_nifti([item.path], pseudonymize, keep_names=keep_names))
+            if item.explicit or nifti_beside_dicom:
+                yield from map(_checked, scan_nifti([item.path], pseudonymize, keep_names=keep_names))
+            else:
+                walked_nifti.append(item.path)
         else:
             dicom_paths.append(item.path)
             if not item.explicit and not looks_like_dicom(item.path):
                 quiet_if_not_dicom.add(str(item.path))
-    for result in scan_dicom(_checked_paths(dicom_paths), pseudonymize, keep_components=keep_components):
+    dicom = list(scan_dicom(_checked_paths(dicom_paths), pseudonymize, keep_components=keep_components,
+                            workers=workers))
+    holding: set[Path] = set()  # folders with a file of a DICOM volume in them
+    above: set[Path] = set()  # and every folder above those
+    for result in dicom if walked_nifti else ():
+        for path in result.files if isinstance(result, VolumeInfo) else ():
+            holding.add(Path(path).parent)
+            for folder in Path(path).parents:
+                if folder in above:
+                    break
+                above.add(folder)
+    for path in walked_nifti:
+        stop_if_signalled()
+        if path.parent in holding or (path.parent in above and _made_by_dcm2niix(path)):
+            yield Skipped(str(path), NIFTI_BESIDE_DICOM, failed=False)
+        else:
+            yield from map(_checked, scan_nifti([path], pseudonymize, keep_names=keep_names))
+    for result in dicom:
         if isinstance(result, Skipped) and result.path in quiet_if_not_dicom:
             # a file met in a directory walk that neither looks nor parses like DICOM: not a fault
-            yield Skipped(result.path, "not a DICOM or NIfTI file", failed=False)
+            what = "a gzip file that holds no DICOM" if result.path.lower().endswith(".gz") else "not a DICOM or NIfTI file"
+            yield Skipped(result.path, what, failed=False)
         else:
             yield _checked(result)
+
+
+def _made_by_dcm2niix(path: Path) -> bool:
+    """The NIfTI file's JSON sidecar names dcm2niix as its ConversionSoftware."""
+    sidecar = sidecar_of(path)
+    try:
+        if not sidecar.is_file() or sidecar.stat().st_size > 1 << 20:
+            return False
+        software = json.loads(sidecar.read_text(encoding="utf-8")).get("ConversionSoftware", "")
+        return "dcm2niix" in str(software).lower()
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _checked_paths(paths: list[Path]) -> Iterator[Path]:
