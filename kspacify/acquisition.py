@@ -117,18 +117,44 @@ def _codes(value: Any) -> set[str]:
     return out
 
 
-def sequence_family(scanning_sequence: Any, sequence_variant: Any = None, image_type: Any = None,
-                    pulse_sequence_name: Any = None) -> tuple[Family, bool | None]:  # fmt: skip
-    """(family, refocused) from DICOM's ScanningSequence (SE, GR, EP, IR, RM), SequenceVariant,
-    ImageType and, for Enhanced MR, the echo pulse sequence (SPIN, GRADIENT, BOTH).
+# ImageType words (after ORIGINAL/DERIVED and PRIMARY/SECONDARY; a component prefix such as Philips'
+# "M_" or "P_" dropped) that name the sequence: Philips writes e.g. ORIGINAL\\PRIMARY\\M_FFE\\M\\FFE
+_IMAGE_TYPE_CODES = {"SE": "SE", "TSE": "SE", "FFE": "GR", "TFE": "GR", "IR": "IR", "EPI": "EP"}
+_STEADY_STATE = {"SS", "TRSS"}  # SequenceVariant: a steady state forms only with gradient echoes
 
-    EPI wins over the rest (its readout dominates the phase), then inversion recovery, then SE/GR.
-    `refocused` says whether a spin echo forms the signal, whatever the family."""
+
+def _yes(value: Any) -> bool:
+    return str(value or "").strip().upper() == "YES"
+
+
+def sequence_family(scanning_sequence: Any, sequence_variant: Any = None, image_type: Any = None,
+                    pulse_sequence_name: Any = None, echo_planar: Any = None,
+                    inversion_recovery: Any = None) -> tuple[Family, bool | None]:  # fmt: skip
+    """(family, refocused) from DICOM's ScanningSequence (SE, GR, EP, IR, RM), SequenceVariant,
+    ImageType and, for Enhanced MR, the echo pulse sequence (SPIN, GRADIENT, BOTH), EchoPlanarPulseSequence
+    and InversionRecovery (YES/NO).
+
+    ScanningSequence says most; the ImageType words Philips writes (M_SE, M_FFE, M_IR: `_IMAGE_TYPE_CODES`)
+    add to it, as do Enhanced MR's flags. A steady-state SequenceVariant (SS, TRSS) means a gradient echo
+    where nothing else names the echo (GE's research-mode 'RM' sequences). EPI wins over the rest (its
+    readout dominates the phase), then inversion recovery, then SE/GR. `refocused` says whether a spin
+    echo forms the signal, whatever the family."""
     codes = _codes(scanning_sequence)
+    types = [str(t).strip().upper() for t in ([image_type] if isinstance(image_type, str) else list(image_type or ()))]
+    for token in types[2:]:
+        word = token.split("_", 1)[1] if token[:2] in ("M_", "P_", "R_", "I_") else token
+        if word in _IMAGE_TYPE_CODES:
+            codes.add(_IMAGE_TYPE_CODES[word])
     echo = str(pulse_sequence_name or "").strip().upper()
     if echo in ("SPIN", "SE"):
         codes.add("SE")
     elif echo in ("GRADIENT", "GR"):
+        codes.add("GR")
+    if _yes(echo_planar):
+        codes.add("EP")
+    if _yes(inversion_recovery):
+        codes.add("IR")
+    if "SE" not in codes and "GR" not in codes and _codes(sequence_variant) & _STEADY_STATE:
         codes.add("GR")
     spin, gradient = "SE" in codes, "GR" in codes
     refocused = True if spin and not gradient else False if gradient and not spin else None
@@ -146,8 +172,10 @@ def sequence_family(scanning_sequence: Any, sequence_variant: Any = None, image_
 def from_header_fields(fields: Mapping[str, Any], b0_direction: tuple[float, float, float] | None = None,
                        seconds: bool = False) -> Acquisition:  # fmt: skip
     """An Acquisition from DICOM keywords (MagneticFieldStrength, EchoTime, RepetitionTime,
-    InversionTime, FlipAngle, ScanningSequence, SequenceVariant, ImageType, EchoPulseSequence) or a
-    BIDS sidecar (the same names; times in seconds: `seconds=True`)."""
+    InversionTime, FlipAngle, ScanningSequence, SequenceVariant, ImageType, EchoPulseSequence,
+    EchoPlanarPulseSequence, InversionRecovery) or a BIDS sidecar (the same names; times in seconds:
+    `seconds=True`). A field strength above 100 cannot be tesla: it is read as gauss (older GE
+    software wrote 15000 for 1.5 T)."""
     scale = 1000.0 if seconds else 1.0
 
     def ms(keyword: str) -> float | None:
@@ -156,10 +184,13 @@ def from_header_fields(fields: Mapping[str, Any], b0_direction: tuple[float, flo
 
     family, refocused = sequence_family(
         fields.get("ScanningSequence"), fields.get("SequenceVariant"), fields.get("ImageType"),
-        fields.get("EchoPulseSequence"),
+        fields.get("EchoPulseSequence"), fields.get("EchoPlanarPulseSequence"), fields.get("InversionRecovery"),
     )  # fmt: skip
+    field = _positive(fields.get("MagneticFieldStrength"))
+    if field is not None and field > 100:
+        field /= 10_000.0  # gauss
     return Acquisition(
-        field_strength_t=_positive(fields.get("MagneticFieldStrength")),
+        field_strength_t=field,
         echo_time_ms=ms("EchoTime"),
         repetition_time_ms=ms("RepetitionTime"),
         inversion_time_ms=ms("InversionTime"),

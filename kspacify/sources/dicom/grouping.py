@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ...acquisition import Acquisition, from_header_fields
 from ..base import Pseudonymizer, SliceRef, Skipped, VolumeInfo, stable_key
 from ..orientation import IDENTITY, InPlane, canonical_inplane
 from .header import Header, degenerate, rounded
@@ -80,6 +81,7 @@ class GroupFacts:
     echo_time: float | None
     component: str | None
     meta: dict[str, Any]
+    sequence: tuple[Any, ...] = (None, None, None, None, None)  # `Frame.sequence`
 
 
 @dataclass(slots=True)
@@ -146,7 +148,7 @@ def keyed_images(path: str, ds: Header, file: FileFrames, keep_components: bool,
         if file.enhanced:
             meta["multi_frame"] = True
         facts = GroupFacts(file.series_number, fr.pixel_spacing, fr.slice_thickness, fr.spacing_between,
-                           fr.echo_number, fr.echo_time, what, meta)
+                           fr.echo_number, fr.echo_time, what, meta, fr.sequence)
         if fr.tiles is None:
             images = [Image(path, fr.frame, fr.position, fr.instance, file.acquisition, fr.trigger,
                             native if fr.frame is None else None)]
@@ -391,6 +393,7 @@ def _group_volumes(group: Group, echo: int | None, n_echoes: int,
                                                             if k == "trigger"}))}
     out: list[VolumeInfo | Skipped] = []
     seed = key.name_seed()
+    acquisition = _acquisition(group, inplane)
     for label, part in parts:
         part = sorted(part, key=lambda i: (coords[i], images[i].instance or 0, images[i].path, images[i].frame or 0))
         step, notes = _slice_step([coords[i] for i in part], order_by == "position", group)
@@ -441,5 +444,20 @@ def _group_volumes(group: Group, echo: int | None, n_echoes: int,
             shape=(len(part), rows, cols),
             spacing=(float(step), float(r_sp), float(c_sp)),
             meta=meta,
+            acquisition=acquisition,
         ))
     return out
+
+
+def _acquisition(group: Group, inplane: InPlane) -> Acquisition:
+    """The group's acquisition, from its first image's values (what is grouped by, echo and image
+    type, is the same for all), the B0 direction from its orientation (unknown where that is)."""
+    facts, meta = group.facts, group.facts.meta
+    scanning, variant, echo_pulse, echo_planar, inversion = facts.sequence
+    return from_header_fields({
+        "MagneticFieldStrength": meta.get("magnetic_field_strength"), "EchoTime": facts.echo_time,
+        "RepetitionTime": meta.get("repetition_time"), "InversionTime": meta.get("inversion_time"),
+        "FlipAngle": meta.get("flip_angle"), "ScanningSequence": scanning, "SequenceVariant": variant,
+        "ImageType": group.key.image_type, "EchoPulseSequence": echo_pulse, "EchoPlanarPulseSequence": echo_planar,
+        "InversionRecovery": inversion,
+    }, inplane.b0_direction())  # fmt: skip

@@ -56,7 +56,8 @@ SCAN_TAGS = [Tag(t) for t in (
     "ComplexImageComponent", "SamplesPerPixel", "PhotometricInterpretation", "NumberOfFrames", "Rows",
     "Columns", "PixelSpacing", "BitsAllocated", "BitsStored", "PixelRepresentation", "RescaleSlope",
     "RescaleIntercept", "DiffusionDirectionality", "SharedFunctionalGroupsSequence",
-    "PerFrameFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence", "ScanningSequence", "SequenceVariant", "EchoPulseSequence",
+    "EchoPlanarPulseSequence",
     0x00430010, 0x0043102F,  # GE private creator and image type (0 magnitude, 1 phase, 2 real, 3 imaginary)
     0x00190010, 0x0019100A,  # Siemens private creator and NumberOfImagesInMosaic
     0x00290010, 0x00291010,  # Siemens private creator and CSA image header (mosaic tile count, slice normal)

@@ -75,6 +75,10 @@ class Frame:
     tiles: tuple[tuple[int, tuple[float, ...] | None], ...] | None = None  # mosaic: (tile, position) per slice
     # a diffusion-weighted (b > 0) image: 'isotropic' (a trace, often derived) or 'directional'
     diffusion: str | None = None
+    # what names the sequence, as the header holds it (`acquisition.sequence_family` reads it):
+    # ScanningSequence, SequenceVariant, and Enhanced MR's EchoPulseSequence, EchoPlanarPulseSequence
+    # and InversionRecovery
+    sequence: tuple[Any, ...] = (None, None, None, None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +258,7 @@ def _classic_frame(ds: Header, top_type: tuple[str, ...], instance: int | None,
         },
         tiles=tiles,
         diffusion=_classic_diffusion(ds),
+        sequence=(get(ds, "ScanningSequence"), get(ds, "SequenceVariant"), None, None, None),
     )
 
 
@@ -286,6 +291,8 @@ def _enhanced_frames(ds: Header, top_type: tuple[str, ...]) -> list[Frame]:
     shared = shared_groups(ds)
     per_frame = get(ds, "PerFrameFunctionalGroupsSequence")
     n_frames = as_int(get(ds, "NumberOfFrames")) or (len(per_frame) if per_frame else 1)
+    top_sequence = (get(ds, "ScanningSequence"), get(ds, "SequenceVariant"), get(ds, "EchoPulseSequence"),
+                    get(ds, "EchoPlanarPulseSequence"))
     frames = []
     for f in range(n_frames):
         def item(keyword: str, f: int = f) -> Any:
@@ -300,6 +307,7 @@ def _enhanced_frames(ds: Header, top_type: tuple[str, ...]) -> list[Frame]:
         diff = item("MRDiffusionSequence")
         timing = item("MRTimingAndRelatedParametersSequence")
         cardiac = item("CardiacSynchronizationSequence")
+        modifier = item("MRModifierSequence")  # inversion recovery and its times
         # Legacy Converted Enhanced MR keeps some classic per-frame values here
         legacy = item("UnassignedPerFrameConvertedAttributesSequence")
         frame_type = as_strings(get(ftype, "FrameType")) or as_strings(get(legacy, "ImageType")) or top_type
@@ -333,7 +341,8 @@ def _enhanced_frames(ds: Header, top_type: tuple[str, ...]) -> list[Frame]:
             timing={
                 "repetition_time": as_float(get(timing, "RepetitionTime")) or as_float(get(ds, "RepetitionTime")),
                 "flip_angle": as_float(get(timing, "FlipAngle")) or as_float(get(ds, "FlipAngle")),
-                "inversion_time": as_float(get(ds, "InversionTime")),
+                "inversion_time": as_float(get(modifier, "InversionTimes")) or as_float(get(ds, "InversionTime")),
             },
+            sequence=(*top_sequence, get(modifier, "InversionRecovery")),
         ))
     return frames
