@@ -16,7 +16,7 @@ import secrets
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -30,9 +30,9 @@ from kspacify.kspace import to_kspace
 from kspacify.manifest import Entry, Shard, read_manifest
 from kspacify.preprocess import Prepared, Preprocessing, usable_magnitudes
 from kspacify.seeding import stream
-from kspacify.sources import Found, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
+from kspacify.sources import Found, PhaseError, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
 from kspacify.sources.base import safe_name
-from kspacify.sources.checks import location
+from kspacify.sources.checks import location, note
 
 
 @dataclass(frozen=True)
@@ -171,13 +171,16 @@ def plan_manifest(manifest: Path, out: Path, shard: Shard, *, single_file: bool)
 
 def memory_needed(info: VolumeInfo, config: ConvertConfig) -> int:
     """Bytes converting `info` takes at its peak, estimated: the float32 volume about three times
-    over (a reader's decoded copy, the volume, the magnitude check's copy), and one slab of
-    `batch_size` slices at the input and at the output size (magnitude, phase, k-space, FFT work;
-    with coils, each coil's image and k-space too)."""
+    over (a reader's decoded copy, the volume, the magnitude check's copy; an acquired phase
+    loaded with it as many times more), and one slab of `batch_size` slices at the input and at the
+    output size (magnitude, phase, k-space, FFT work; with coils, each coil's image and k-space too)."""
     slices, rows, cols = info.shape
     batch = min(config.batch_size, slices)
     per_pixel = 8 + 6 * max(config.coils - 1, 0)  # 4-byte words per output pixel of a slab
-    return 4 * (3 * slices * rows * cols + 3 * batch * rows * cols + per_pixel * batch * config.preprocessing.size**2)
+    copies = 3
+    if info.phase is not None and phase.reads_acquired_phase(config.phase):
+        copies, per_pixel = 6, per_pixel + 3  # the phase, as read and converted; its slab's cos, sin and angle
+    return 4 * (copies * slices * rows * cols + 3 * batch * rows * cols + per_pixel * batch * config.preprocessing.size**2)
 
 
 def _over_budget(info: VolumeInfo, config: ConvertConfig, context: RunContext) -> str | None:
@@ -213,11 +216,16 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
     """
     info = volume.info
     if isinstance(synthesizer, phase.AutoPhase):
-        synthesizer, _ = synthesizer.for_acquisition(info.acquisition)
+        synthesizer, _ = synthesizer.for_acquisition(info.acquisition, volume.phase is not None)
+    acquired = bool(getattr(synthesizer, "reads_acquired_phase", False))
+    if acquired and volume.phase is None:
+        from kspacify.phase.acquired import NO_PHASE
+
+        raise VolumeError(NO_PHASE)
     prep = config.preprocessing
     data, notes = usable_magnitudes(volume.data)
-    volume = Volume(info, data)
-    prepared = Prepared(data, (info.spacing[1], info.spacing[2]), prep)
+    volume = Volume(info, data, volume.phase)
+    prepared = Prepared(data, (info.spacing[1], info.spacing[2]), prep, phase=volume.phase if acquired else None)
     scale, pixel_spacing = prepared.scale, prepared.pixel_spacing
     field_strength = info.meta.get("magnetic_field_strength")
     header = fastmri_io.ismrmrd_header(
@@ -233,7 +241,12 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         for start in range(0, slices, config.batch_size):
             termination.check()  # SIGTERM, Ctrl-C: abandon the volume here, between two slabs
             magnitude = prepared.slab(start, start + config.batch_size)
-            phases = synthesizer.synthesize(magnitude, stream(config.seed, info.key, start), info.acquisition)
+            rng = stream(config.seed, info.key, start)
+            if acquired:
+                phases = synthesizer.synthesize(magnitude, rng, info.acquisition,  # type: ignore[call-arg]
+                                                acquired=prepared.phase_slab(start, start + config.batch_size))
+            else:
+                phases = synthesizer.synthesize(magnitude, rng, info.acquisition)
             if array is None:
                 writer.write(start, to_kspace(magnitude, phases), magnitude)
             else:
@@ -243,7 +256,8 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         settings = synthesizer.settings()
         writer.attrs.update(
             {
-                "acquisition": f"{info.meta.get('plane', 'unknown')}_synthetic_phase",
+                "acquisition": f"{info.meta.get('plane', 'unknown')}_{'acquired' if acquired else 'synthetic'}_phase",
+                "phase_source": "acquired" if acquired else "synthesized",
                 "patient_id": info.patient,
                 "kspacify_version": __version__,
                 "phase_method": synthesizer.name,
@@ -263,6 +277,8 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         )
         if settings.get("checkpoint_sha256"):
             writer.attrs["checkpoint_sha256"] = settings["checkpoint_sha256"]
+        if acquired and info.phase is not None:
+            writer.attrs["acquired_phase"] = {"unit": info.phase.unit, "series_number": info.phase.series_number}
         all_notes = [*info.meta.get("notes", []), *notes]
         if all_notes:
             writer.attrs["notes"] = all_notes
@@ -291,9 +307,19 @@ def load_one(item: PlannedVolume, config: ConvertConfig | None = None, context: 
     refused = _over_budget(item.info, config or ConvertConfig(), context or RunContext())
     if refused:
         return Outcome(item, "failed", refused)
+    method = (config or ConvertConfig()).phase
     try:
         with _no_stray_output():
-            return sources.load(item.info)
+            volume = sources.load(item.info)
+            if item.info.phase is None or not phase.reads_acquired_phase(method):
+                return volume
+            try:
+                return replace(volume, phase=sources.load_phase(item.info))
+            except PhaseError as error:
+                if method != "auto":
+                    return Outcome(item, "failed", f"{location(item.info)}: {error}")
+                # `auto` would have written it: say why it is not, and synthesize instead
+                return Volume(note(item.info, f"acquired phase not used ({error.reason}): phase synthesized"), volume.data)
     except SourceError as error:
         return Outcome(item, "failed", str(error))
     except MemoryError:
@@ -324,4 +350,4 @@ def convert_one(
     except OSError as error:
         return Outcome(item, "failed", f"cannot write {item.output}: {error.strerror or error}", time.perf_counter() - started)
     return Outcome(item, "written", seconds=time.perf_counter() - started, phase=method,
-                   notes=(*item.info.meta.get("notes", []), *notes))  # fmt: skip
+                   notes=(*loaded.info.meta.get("notes", []), *notes))  # fmt: skip

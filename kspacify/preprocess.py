@@ -104,8 +104,10 @@ def resized_spacing(shape: tuple[int, int], spacing: tuple[float, float], size: 
     return float(shape[0] * spacing[0] / rows)
 
 
-def resize(volume: np.ndarray, spacing: tuple[float, float], size: int, fit: Fit) -> tuple[np.ndarray, float]:
-    """Slices (S, H, W) -> (S, size, size) float32 (a new array), and the new pixel spacing in mm."""
+def resize(volume: np.ndarray, spacing: tuple[float, float], size: int, fit: Fit,
+           clip: bool = True) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Slices (S, H, W) -> (S, size, size) float32 (a new array), and the new pixel spacing in mm.
+    `clip`: interpolation overshoot below 0 is set to 0 (magnitudes; not for signed values)."""
     slices, height, width = volume.shape
     rows, cols = fitted_shape((height, width), spacing, size, fit)
     pixel_spacing = resized_spacing((height, width), spacing, size, fit)
@@ -116,7 +118,7 @@ def resize(volume: np.ndarray, spacing: tuple[float, float], size: int, fit: Fit
         if any(s > 0 for s in sigma):
             work = ndimage.gaussian_filter(work, sigma=sigma, mode="nearest")
         work = ndimage.zoom(work, (1.0, *zoom), order=3, mode="nearest", grid_mode=True)
-        volume = np.clip(work, 0.0, None)
+        volume = np.clip(work, 0.0, None) if clip else work
     if volume.shape[1:] == (size, size):
         return volume.astype(np.float32), pixel_spacing
     out = np.zeros((slices, size, size), dtype=np.float32)
@@ -146,6 +148,7 @@ class Prepared:
     spacing: tuple[float, float]
     config: Preprocessing
     scale: float = field(default=0.0)
+    phase: np.ndarray | None = None  # an acquired phase (radians, the volume's shape), resized with it
 
     def __post_init__(self) -> None:
         if not self.scale:
@@ -162,3 +165,16 @@ class Prepared:
         resized, _ = resize(part, self.spacing, self.config.size, self.config.fit)
         resized *= np.float32(1.0 / self.scale)
         return resized
+
+    def phase_slab(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The acquired phase of slices start..stop, resized as `slab` resizes their magnitudes and
+        wrap-safely: the complex image's real and imaginary parts (magnitude x cos, x sin) are
+        resized, and their angle taken, so a wrap from pi to -pi is not smeared into the values
+        between; radians in [-pi, pi), float32 (0 where the magnitude is 0)."""
+        if self.phase is None:
+            raise ValueError("no acquired phase to resize")
+        magnitude, phase = self.volume[start:stop], self.phase[start:stop]
+        parts = [resize(magnitude * part(phase), self.spacing, self.config.size, self.config.fit, clip=False)[0]
+                 for part in (np.cos, np.sin)]  # fmt: skip
+        angle = np.arctan2(parts[1], parts[0]).astype(np.float32)
+        return np.where(angle >= np.float32(np.pi), angle - np.float32(2 * np.pi), angle).astype(np.float32)

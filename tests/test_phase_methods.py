@@ -21,10 +21,31 @@ def test_unknown_method_names_the_choices():
 
 def test_auto_picks_the_best_usable_method_and_says_why():
     name, why = phase.resolve("auto", "cpu")
-    ranked = sorted((m for m in phase.registry().values() if m.auto_rank is not None), key=lambda m: m.auto_rank)
+    ranked = sorted((m for m in phase.registry().values() if m.auto_rank is not None and not m.needs_phase),
+                    key=lambda m: m.auto_rank)  # fmt: skip
     first_usable = next(m.name for m in ranked if m.usable("cpu")[0])
     assert name == first_usable
     assert why.startswith("auto:")
+
+
+def test_auto_writes_the_acquired_phase_of_a_volume_that_has_one():
+    assert phase.resolve("auto", "cpu", has_phase=True)[0] == "acquired"
+    assert phase.choices("cpu")[phase.ACQUIRED][0] == "acquired"
+    assert "acquired" not in phase.resolve("auto", "cpu")[1]  # not offered (nor passed over) for the others
+    auto = phase.create("auto", device="cpu")
+    assert auto.for_acquisition(phase.base.UNKNOWN, has_phase=True)[0].name == "acquired"
+    assert auto.for_acquisition(phase.base.UNKNOWN)[0].name != "acquired"
+
+
+def test_acquired_passes_the_phase_through_and_refuses_to_invent_one():
+    from kspacify.errors import VolumeError
+
+    acquired = phase.create("acquired")
+    given = np.random.default_rng(0).uniform(-np.pi, np.pi, (3, 64, 64)).astype(np.float32)
+    out = acquired.synthesize(magnitudes(), np.random.default_rng(0), acquired=given)
+    np.testing.assert_array_equal(out, phase.wrap(given))
+    with pytest.raises(VolumeError, match="no acquired phase"):
+        acquired.synthesize(magnitudes(), np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("name", ["smooth", "zero"])

@@ -26,7 +26,7 @@ def command() -> None:
         if spec.uses:
             print(f"{'':10s}   uses: {', '.join(spec.uses)}")
         _options("--phase-opt", spec.option_list())
-    print("auto, per volume by its acquisition's sequence family:")
+    print("auto, per volume: acquired phase where it has one, else by its acquisition's sequence family:")
     for family, (chosen, why) in phase.choices("auto").items():
         print(f"  {family:20s} -> {chosen} ({why})")
     print()

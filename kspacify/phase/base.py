@@ -27,7 +27,9 @@ class PhaseSynthesizer(Protocol):
     `synthesize` takes normalized magnitudes, float32 (batch, H, W), a seeded generator and the
     volume's `Acquisition` (unknown fields: the method's acquisition-agnostic behaviour), and returns
     phase maps in radians, float32 (batch, H, W), wrapped to [-pi, pi). Only the phase is produced:
-    the magnitude written out is always the input magnitude.
+    the magnitude written out is always the input magnitude. A method that writes a volume's acquired
+    phase (`acquired`) has `reads_acquired_phase = True` and is given that phase, resized with the
+    magnitudes, as `synthesize(..., acquired=phase)`.
     """
 
     name: str
@@ -52,6 +54,8 @@ class MethodSpec:
     `auto_rank`: order in which `auto` considers it (lower first); None: `auto` never picks it.
     `usable(device, acquisition)`: (ok, reason) for `auto`, e.g. "no checkpoint found".
     `uses`: the `Acquisition` fields the method reads (shown by `kspacify methods`).
+    `needs_phase`: the method writes a volume's acquired phase: `auto` considers it only for volumes
+    that have one.
     """
 
     name: str
@@ -61,6 +65,7 @@ class MethodSpec:
     auto_rank: int | None = None
     usable: Callable[[str, Acquisition], tuple[bool, str]] = _always
     uses: tuple[str, ...] = ()
+    needs_phase: bool = False
 
     def option_list(self) -> list[OptionInfo]:
         return describe(self.options)
@@ -93,12 +98,13 @@ def _spec(name: str) -> MethodSpec:
     return methods[name]
 
 
-def resolve(name: str, device: str, acquisition: Acquisition = UNKNOWN) -> tuple[str, str]:
+def resolve(name: str, device: str, acquisition: Acquisition = UNKNOWN, has_phase: bool = False) -> tuple[str, str]:
     """The method `name` stands for, and why: `auto` picks the best method usable on `device` for
-    a volume acquired as `acquisition`."""
+    a volume acquired as `acquisition` (`has_phase`: with an acquired phase of its own)."""
     if name != "auto":
         return _spec(name).name, "chosen with --phase"
-    ranked = sorted((m for m in registry().values() if m.auto_rank is not None), key=lambda m: m.auto_rank)  # type: ignore[arg-type, return-value]
+    ranked = sorted((m for m in registry().values() if m.auto_rank is not None and (has_phase or not m.needs_phase)),
+                    key=lambda m: m.auto_rank)  # type: ignore[arg-type, return-value]
     passed_over: list[str] = []
     for method in ranked:
         ok, reason = method.usable(device, acquisition)
@@ -113,22 +119,23 @@ def resolve(name: str, device: str, acquisition: Acquisition = UNKNOWN) -> tuple
 
 class AutoPhase:
     """`--phase auto` as a synthesizer: each volume gets the best method usable for its acquisition
-    (`resolve`), built once per method. `for_acquisition` says which one a volume gets, and why."""
+    (`resolve`; a volume with acquired phase: `acquired`), built once per method. `for_acquisition`
+    says which one a volume gets, and why."""
 
     name = "auto"
 
     def __init__(self, device: str = "auto") -> None:
         self.device = device
-        self._chosen: dict[Acquisition, tuple[PhaseSynthesizer, str]] = {}
+        self._chosen: dict[tuple[Acquisition, bool], tuple[PhaseSynthesizer, str]] = {}
         self._built: dict[str, PhaseSynthesizer] = {}
 
-    def for_acquisition(self, acquisition: Acquisition) -> tuple[PhaseSynthesizer, str]:
-        if acquisition not in self._chosen:
-            name, why = resolve("auto", self.device, acquisition)
+    def for_acquisition(self, acquisition: Acquisition, has_phase: bool = False) -> tuple[PhaseSynthesizer, str]:
+        if (acquisition, has_phase) not in self._chosen:
+            name, why = resolve("auto", self.device, acquisition, has_phase)
             if name not in self._built:
                 self._built[name] = create(name, device=self.device)
-            self._chosen[acquisition] = (self._built[name], why)
-        return self._chosen[acquisition]
+            self._chosen[acquisition, has_phase] = (self._built[name], why)
+        return self._chosen[acquisition, has_phase]
 
     def settings(self) -> dict[str, Any]:
         return {"rule": "per volume: the best method usable for its acquisition (kspacify.phase.resolve)"}
@@ -137,11 +144,23 @@ class AutoPhase:
         return self.for_acquisition(acquisition)[0].synthesize(magnitude, rng, acquisition)
 
 
+ACQUIRED = "with acquired phase"  # the `choices` entry of volumes that have their own phase
+
+
 def choices(device: str) -> dict[str, tuple[str, str]]:
-    """What `auto` picks on `device` for a volume of each sequence family (family -> (method, why))."""
+    """What `auto` picks on `device` for a volume of each sequence family (family -> (method, why)),
+    and for a volume with acquired phase (`ACQUIRED`)."""
     from kspacify.acquisition import Family
 
-    return {family.value: resolve("auto", device, Acquisition(family=family)) for family in Family}
+    picks = {family.value: resolve("auto", device, Acquisition(family=family)) for family in Family}
+    picks[ACQUIRED] = resolve("auto", device, UNKNOWN, has_phase=True)
+    return picks
+
+
+def reads_acquired_phase(name: str) -> bool:
+    """Whether converting with method `name` (or `auto`) may write a volume's acquired phase, so
+    that phase must be loaded with the magnitudes."""
+    return name == "auto" or (name in registry() and registry()[name].needs_phase)
 
 
 def parse(name: str, options: Mapping[str, Any] | None = None) -> Any:

@@ -16,9 +16,12 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
-from kspacify.sources.base import Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
+if TYPE_CHECKING:
+    import numpy as np
+
+from kspacify.sources.base import PhaseError, PhaseSlices, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
 from kspacify.termination import check as stop_if_signalled
 from kspacify.sources.checks import check
 from kspacify.sources.nifti import is_nifti, load_nifti, scan_nifti, sidecar_of
@@ -26,6 +29,8 @@ from kspacify.sources.nifti import is_nifti, load_nifti, scan_nifti, sidecar_of
 __all__ = [
     "Found",
     "NIFTI_BESIDE_DICOM",
+    "PhaseError",
+    "PhaseSlices",
     "Pseudonymizer",
     "Skipped",
     "SourceError",
@@ -34,6 +39,7 @@ __all__ = [
     "check",
     "discover",
     "load",
+    "load_phase",
     "scan",
 ]
 
@@ -245,12 +251,23 @@ def _checked(result: VolumeInfo | Skipped) -> VolumeInfo | Skipped:
     return check(result) if isinstance(result, VolumeInfo) else result
 
 
-def load(info: VolumeInfo) -> Volume:
-    """Read one volume's pixels (float32, slices x rows x cols); raises SourceError."""
+def load(info: VolumeInfo, with_phase: bool = False) -> Volume:
+    """Read one volume's pixels (float32, slices x rows x cols) and, `with_phase`, the acquired phase
+    paired with it where it has one (radians, the same shape); raises SourceError (PhaseError when
+    it is the phase that cannot be read or interpreted)."""
     if info.source_kind == "nifti":
         return Volume(info, load_nifti(info))
     if info.source_kind == "dicom":
-        from kspacify.sources.dicom import load_dicom
+        from kspacify.sources.dicom import load_dicom, load_phase
 
-        return Volume(info, load_dicom(info))
+        data = load_dicom(info)
+        return Volume(info, data, load_phase(info) if with_phase and info.phase is not None else None)
     raise SourceError(f"unknown source kind {info.source_kind!r}")
+
+
+def load_phase(info: VolumeInfo) -> np.ndarray:
+    """The acquired phase paired with a volume (`info.phase`): radians [-pi, pi), float32, the shape
+    and orientation of its magnitudes; raises PhaseError."""
+    from kspacify.sources.dicom import load_phase as load_dicom_phase
+
+    return load_dicom_phase(info)

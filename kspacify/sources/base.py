@@ -46,6 +46,21 @@ class SliceRef:
 
 
 @dataclass(frozen=True)
+class PhaseSlices:
+    """Where a magnitude volume's acquired phase is: the phase images paired with it, one per
+    magnitude slice, in its slice order and stored layout, and how their values become radians:
+    radians = value * scale + offset (`value`: the rescaled pixel value); `scale` None: decided at
+    load from the range the values span. `unit` names the rule (`sources.dicom.phase`), and
+    `series_number` the phase images' series (both PHI-free)."""
+
+    slices: tuple[SliceRef, ...]
+    unit: str
+    scale: float | None
+    offset: float = 0.0
+    series_number: int | None = None
+
+
+@dataclass(frozen=True)
 class VolumeInfo:
     """A volume found by a reader, ordered along the slice normal; no pixel data.
 
@@ -63,6 +78,7 @@ class VolumeInfo:
     spacing: tuple[float, float, float]  # mm: slice step, row spacing, column spacing
     meta: dict[str, Any] = field(default_factory=dict)  # PHI-free acquisition facts
     acquisition: Acquisition = UNKNOWN  # what the phase depends on (sequence family, B0, TE, field direction)
+    phase: PhaseSlices | None = None  # acquired phase images paired with the volume (DICOM), if any
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -72,6 +88,8 @@ class VolumeInfo:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["acquisition"] = self.acquisition.to_json()
+        if self.phase is None:
+            del data["phase"]  # (manifests without acquired phase stay as they were)
         return data
 
     @classmethod
@@ -93,6 +111,7 @@ class VolumeInfo:
             spacing=_numbers(data["spacing"], "spacing", float),  # type: ignore[arg-type]
             meta=_mapping(data.get("meta", {}), "meta"),
             acquisition=Acquisition.from_json(data.get("acquisition")),
+            phase=_phase_slices(data.get("phase")),
         )
 
 
@@ -140,6 +159,29 @@ def _index(value: Any, what: str) -> int:
     return value
 
 
+def _phase_slices(value: Any) -> PhaseSlices | None:
+    if value is None:
+        return None
+    value = _mapping(value, "phase")
+    slices = value.get("slices")
+    if not isinstance(slices, (list, tuple)) or not slices:
+        raise ValueError("phase slices: a non-empty list expected")
+    numbers = {}
+    for key in ("scale", "offset"):
+        number = value.get(key, 0.0)
+        if number is None and key == "scale":
+            numbers[key] = None
+            continue
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise ValueError(f"phase {key} {number!r} is not a finite number")
+        numbers[key] = float(number)
+    series = value.get("series_number")
+    if series is not None and (isinstance(series, bool) or not isinstance(series, int)):
+        raise ValueError(f"phase series_number {series!r} is not a whole number")
+    return PhaseSlices(tuple(_slice_ref(ref) for ref in slices), _text(value.get("unit"), "phase unit"),
+                       numbers["scale"], numbers["offset"], series)  # fmt: skip
+
+
 def _slice_ref(ref: Any) -> SliceRef:
     ref = _mapping(ref, "slice")
     frame = ref.get("frame")
@@ -164,10 +206,12 @@ def _slice_ref(ref: Any) -> SliceRef:
 
 @dataclass(frozen=True)
 class Volume:
-    """A volume with its magnitude pixels: float32 (slices, rows, columns), rescaled, not normalized."""
+    """A volume with its magnitude pixels: float32 (slices, rows, columns), rescaled, not normalized;
+    and, where its acquired phase was loaded, that phase in radians [-pi, pi), the same shape."""
 
     info: VolumeInfo
     data: np.ndarray
+    phase: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +225,15 @@ class Skipped:
 
 class SourceError(KspacifyError):
     """A reader could not load a volume it had scanned; the message names the cause."""
+
+
+class PhaseError(SourceError):
+    """A volume's acquired phase could not be loaded or interpreted (its magnitude may still be).
+    `reason`: the same without any path (PHI-free: it may be written into an output's notes)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def _bytes_per_pixel_and_ratio(info: VolumeInfo, path: str) -> tuple[int, int]:
         except TypeError:
             itemsize = 1
         return itemsize, DEFLATE_RATIO if path.lower().endswith(".gz") else 1
-    native = next((ref.native for ref in info.slices if ref.path == path and ref.native is not None), None)
+    native = next((ref.native for ref in _refs(info) if ref.path == path and ref.native is not None), None)
     if native is not None:
         return np.dtype(native.dtype).itemsize, 1
     syntax = info.meta.get("transfer_syntax")
@@ -70,10 +70,15 @@ def _bytes_per_pixel_and_ratio(info: VolumeInfo, path: str) -> tuple[int, int]:
     return 1, DEFLATE_RATIO if syntax and "Deflate" in str(syntax) else CODEC_RATIO
 
 
+def _refs(info: VolumeInfo) -> tuple:
+    """The volume's slices and those of the phase images paired with it."""
+    return info.slices + (info.phase.slices if info.phase is not None else ())
+
+
 def _implausible(info: VolumeInfo) -> Skipped | None:
     """A Skipped for the first file that cannot hold the pixels the header claims for it."""
     _, rows, cols = info.shape
-    per_file = Counter(ref.path for ref in info.slices)
+    per_file = Counter(ref.path for ref in _refs(info))
     frames = int(info.meta.get("volumes_in_file", 1) or 1) if info.source_kind == "nifti" else 1
     for path, count in per_file.items():
         try:
@@ -95,6 +100,9 @@ def check(info: VolumeInfo) -> VolumeInfo | Skipped:
     slices, rows, cols = info.shape
     if min(info.shape) < 1 or slices != len(info.slices):
         return Skipped(location(info), f"volume shape {tuple(info.shape)} does not match its {len(info.slices)} "
+                                       "slice(s)", failed=True)  # fmt: skip
+    if info.phase is not None and len(info.phase.slices) != slices:
+        return Skipped(location(info), f"{len(info.phase.slices)} acquired phase slice(s) for {slices} magnitude "
                                        "slice(s)", failed=True)  # fmt: skip
     implausible = _implausible(info)
     if implausible is not None:

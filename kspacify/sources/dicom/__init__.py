@@ -14,15 +14,17 @@ free-text descriptions leave this package (descriptions are read only to recogni
 The parts, in the order a file goes through them: `header` (one header read: the needed elements,
 truncation checks, where native pixels are), `vendor` (GE and Siemens private tags, mosaics),
 `records` (a `Frame` per stored image, tile or frame, whatever the layout), `grouping` (`GroupKey`,
-slice order, splits, output names), `scan` (the loop over files), `pixels` (loading).
+slice order, splits, output names), `pairing` (phase images with their magnitudes), `scan` (the loop
+over files), `pixels` (loading), `phase` (acquired phase: its vendors' units, loading it).
 """
 
 from .grouping import GroupKey
 from .header import KEYWORDS, SCAN_TAGS, Header, header_of
+from .phase import load_phase
 from .pixels import CODECS_FIX, load_dicom
 from .records import Frame, Image
 from .scan import looks_like_dicom, scan_dicom
 from .vendor import csa_values, mosaic_tiles
 
 __all__ = ["CODECS_FIX", "Frame", "GroupKey", "Header", "Image", "KEYWORDS", "SCAN_TAGS", "csa_values",
-           "header_of", "load_dicom", "looks_like_dicom", "mosaic_tiles", "scan_dicom"]
+           "header_of", "load_dicom", "load_phase", "looks_like_dicom", "mosaic_tiles", "scan_dicom"]

@@ -20,6 +20,8 @@ from ...acquisition import Acquisition, from_header_fields
 from ..base import Pseudonymizer, SliceRef, Skipped, VolumeInfo, stable_key
 from ..orientation import IDENTITY, InPlane, canonical_inplane
 from .header import Header, degenerate, rounded
+from .pairing import Built, pair
+from .phase import Rule, unit_rule
 from .records import FileFrames, Image, component, is_localizer
 from .vendor import ge_component
 
@@ -55,6 +57,8 @@ class GroupKey(NamedTuple):
     # load cuts tiles by the group's grid, so other layouts are kept apart: tiles per side, or
     # (rows, columns) of tiles where they differ (UIH VFRAME)
     mosaic_grid: int | tuple[int, int] | None = None
+    # phase images: how their values become radians (`phase.unit_rule`); not in names
+    phase_rule: Rule | None = None
 
     def name_seed(self) -> str:
         """The text output names and volume keys are derived from (with the series UID and the
@@ -82,6 +86,8 @@ class GroupFacts:
     component: str | None
     meta: dict[str, Any]
     sequence: tuple[Any, ...] = (None, None, None, None, None)  # `Frame.sequence`
+    study_uid: str = ""  # for pairing phase with magnitude images only: never written
+    frame_of_reference: str | None = None
 
 
 @dataclass(slots=True)
@@ -116,9 +122,9 @@ def keyed_images(path: str, ds: Header, file: FileFrames, keep_components: bool,
         what = component(itype, None if fr.complex_component is None else str(fr.complex_component))
         if what is None and not file.enhanced:
             what = ge_component(ds)
-        if what and not keep_components:
+        if what and what != "phase" and not keep_components:
             reasons[f"{what} image (not magnitude)"] += 1
-            continue
+            continue  # (phase images are kept, to pair them with their magnitudes)
         iop = fr.orientation
         if iop is not None and degenerate(iop):
             iop = None  # degenerate orientation: treat as unknown
@@ -129,6 +135,7 @@ def keyed_images(path: str, ds: Header, file: FileFrames, keep_components: bool,
             None if fr.b_vector is None else tuple(round(v, 3) for v in fr.b_vector), fr.stack,
             common.get("mosaic_grid") if "mosaic_grid_rows" not in common
             else (common["mosaic_grid_rows"], common["mosaic_grid"]),
+            unit_rule(ds, fr.frame) if what == "phase" else None,
         )
         meta = dict(common)
         meta["image_type"] = list(itype)
@@ -148,7 +155,8 @@ def keyed_images(path: str, ds: Header, file: FileFrames, keep_components: bool,
         if file.enhanced:
             meta["multi_frame"] = True
         facts = GroupFacts(file.series_number, fr.pixel_spacing, fr.slice_thickness, fr.spacing_between,
-                           fr.echo_number, fr.echo_time, what, meta, fr.sequence)
+                           fr.echo_number, fr.echo_time, what, meta, fr.sequence, file.study_uid,
+                           file.frame_of_reference)
         if fr.tiles is None:
             images = [Image(path, fr.frame, fr.position, fr.instance, file.acquisition, fr.trigger,
                             native if fr.frame is None else None)]
@@ -171,7 +179,8 @@ class Grouper:
     them (dcm2niix removes it), and are skipped; alone (an isotropic acquisition) they are kept.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_components: bool = False) -> None:
+        self.keep_components = keep_components  # phase, real, imaginary volumes are volumes too
         self.groups: dict[GroupKey, Group] = {}
         # IOP clustering per series: series uid -> list of reference orientations
         self._orientations: dict[str, list[tuple[float, ...]]] = defaultdict(list)
@@ -204,7 +213,13 @@ class Grouper:
             group = self.groups[key] = Group(key, facts, patient, [])
         group.images.extend(images)
 
+    def _emitted(self, key: GroupKey) -> bool:
+        """Whether the group's volumes are volumes (phase groups are otherwise only paired)."""
+        return key.component is None or self.keep_components
+
     def volumes(self, pseudonymize: Pseudonymizer) -> Iterator[VolumeInfo | Skipped]:
+        """The volumes, magnitudes with the phase images paired with them (`pairing.pair`); phase
+        images paired with none are reported (and, with keep_components, are volumes themselves)."""
         derived: set[str] = set()
         for series_uid, held in self._isotropic.items():
             for key, facts, images, patient in held:
@@ -216,11 +231,26 @@ class Grouper:
         by_series: dict[str, list[GroupKey]] = defaultdict(list)
         for key in self.groups:
             by_series[key.series_uid].append(key)
+        magnitudes: list[Built] = []
+        phases: list[Built] = []
         for series_uid, keys in by_series.items():
-            echo_labels = _echo_labels(keys, self.groups)
+            # echo labels (names) from what is written: phase groups kept only for pairing do not count
+            echo_labels = _echo_labels([k for k in keys if self._emitted(k)], self.groups)
             for key in keys:
-                out.extend(_group_volumes(self.groups[key], echo_labels.get(key), len(set(echo_labels.values())),
-                                          pseudonymize))
+                group = self.groups[key]
+                where = {(image.path, image.frame): image.position for image in group.images}
+                for item in _group_volumes(group, echo_labels.get(key), len(set(echo_labels.values())), pseudonymize):
+                    if isinstance(item, VolumeInfo) and key.component in (None, "phase"):
+                        built = Built(item, key, group.facts, tuple(where[(ref.path, ref.frame)] for ref in item.slices))
+                        (magnitudes if key.component is None else phases).append(built)
+                        if key.component is None:
+                            continue
+                    if self.keep_components or not (isinstance(item, VolumeInfo) and key.component == "phase"):
+                        out.append(item)
+        paired = pair(magnitudes, phases)
+        out.extend(paired.magnitudes)
+        if not self.keep_components:
+            out.extend(paired.skipped)
         out.sort(key=lambda v: (0, v.meta.get("series_number") or 0, v.name) if isinstance(v, VolumeInfo)
                  else (1, 0, v.path))
         used: set[str] = set()

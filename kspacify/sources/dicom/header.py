@@ -57,12 +57,13 @@ SCAN_TAGS = [Tag(t) for t in (
     "Columns", "PixelSpacing", "BitsAllocated", "BitsStored", "PixelRepresentation", "RescaleSlope",
     "RescaleIntercept", "DiffusionDirectionality", "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence", "ScanningSequence", "SequenceVariant", "EchoPulseSequence",
-    "EchoPlanarPulseSequence",
+    "EchoPlanarPulseSequence", "FrameOfReferenceUID", "RescaleType",
     0x00430010, 0x0043102F,  # GE private creator and image type (0 magnitude, 1 phase, 2 real, 3 imaginary)
     0x00190010, 0x0019100A,  # Siemens private creator and NumberOfImagesInMosaic
     0x00290010, 0x00291010,  # Siemens private creator and CSA image header (mosaic tile count, slice normal)
     0x00650010, 0x00651050, 0x00651051,  # UIH private creator, slices per VFRAME mosaic, their positions (SQ)
     0x20010010, 0x20011003, 0x20011004,  # Philips private creator, diffusion b-factor and direction ('I': isotropic)
+    0x20050010, 0x2005100E,  # Philips private creator and ScaleSlope (precise value = displayed / (slope x scale))
 )]
 KEYWORDS = {tag: keyword_for_tag(tag) or int(tag) for tag in SCAN_TAGS}  # Header keys; private: the tag
 _KEYWORD_OF = {int(tag): key for tag, key in KEYWORDS.items()}

@@ -107,6 +107,9 @@ class FileFrames:
     cols: int
     enhanced: bool
     frames: list[Frame]
+    # read to pair phase images with their magnitudes only: never written anywhere
+    study_uid: str = ""
+    frame_of_reference: str | None = None
 
 
 def sop_skip_reason(uid: str) -> str:
@@ -228,7 +231,8 @@ def read_frames(ds: Header, sop: str) -> FileFrames:
         frames = _enhanced_frames(ds, top_type)
     return FileFrames(common, _series_id(ds), as_int(get(ds, "SeriesNumber")),
                       (get(ds, "SeriesDescription"), get(ds, "ProtocolName")),
-                      as_int(get(ds, "AcquisitionNumber")), rows, cols, enhanced, frames)
+                      as_int(get(ds, "AcquisitionNumber")), rows, cols, enhanced, frames,
+                      str(get(ds, "StudyInstanceUID") or ""), str(get(ds, "FrameOfReferenceUID") or "") or None)
 
 
 def _classic_frame(ds: Header, top_type: tuple[str, ...], instance: int | None,

@@ -116,7 +116,7 @@ def scan_dicom(
     With `workers` > 1 (and enough files) the files are read by that many processes; the result
     is the same, since everything that depends on other files is done here, in input order.
     """
-    grouper = Grouper()
+    grouper = Grouper(keep_components)
     seen_instances: set[bytes] = set()
     patients: dict[str, str] = {}
     with _reads(paths, keep_components, workers) as reads:
