@@ -1,6 +1,6 @@
 """The fault corpus, in this process: one kind per test, each beside a valid 8-slice series (see
 `corpus.py` for what every kind asserts, docs/reliability.md for the list and what kspacify does).
-Kinds whose fix belongs inside the DICOM reader are strict xfails naming what must change there."""
+A kind whose fix is still to come is registered as a strict xfail naming what must change (none is, today)."""
 
 from __future__ import annotations
 
@@ -197,8 +197,7 @@ def _(d):
     return Expect(0, extra=1, phi=["DOE_JANE", "MRN123456", "19700101"])
 
 
-@kind("dicom_duplicated_positions_unresolvable",
-      xfail="dicom: a series whose duplicated slice positions cannot be separated is a failure (failed=True) naming its folder")
+@kind("dicom_duplicated_positions_unresolvable")
 def _(d):
     paths = series(d / "s")
     for path in paths[:3]:
@@ -208,21 +207,20 @@ def _(d):
     return Expect(1, named=[(d / "s", "duplicated slice positions")])
 
 
-@kind("dicom_no_pixel_data", xfail="dicom: an MR image without PixelData is a failure (failed=True), not a quiet skip")
+@kind("dicom_no_pixel_data")
 def _(d):
     F.write_non_image(d / "header_only.dcm", "no_pixels")
     return Expect(1, named=[(d / "header_only.dcm", "no pixel data")])
 
 
-@kind("dicom_garbage_sop_class",
-      xfail="dicom: a SOP Class UID that is not a UID (garbage) is a damaged header (failed=True), not a quiet skip")
+@kind("dicom_garbage_sop_class")
 def _(d):
     path = image(d / "garbage.dcm")
     edit(path, SOPClassUID="1.2.3.GARBAGE")
     return Expect(1, named=[(path, "SOP class")])
 
 
-@kind("dicom_float_pixel_data", xfail="dicom: an MR image with Float Pixel Data is a failure (failed=True) naming it")
+@kind("dicom_float_pixel_data")
 def _(d):
     ds = F.mr_dataset(VOLUME[0], series_number=3)
     del ds.PixelData
@@ -231,8 +229,7 @@ def _(d):
     return Expect(1, named=[(d / "float.dcm", "float pixel data")])
 
 
-@kind("dicom_multiframe_classic_mr",
-      xfail="dicom: a multi-frame MR Image Storage file it does not convert is a failure (failed=True), not a quiet skip")
+@kind("dicom_multiframe_classic_mr")
 def _(d):
     F.save(F.mr_dataset(VOLUME[:3], series_number=3), d / "frames.dcm")
     return Expect(1, named=[(d / "frames.dcm", "multi-frame")])
@@ -250,9 +247,7 @@ def _damaged_copies(d: Path, count: int) -> list[Path]:
     return copies
 
 
-@kind("dicom_conflicting_copy_of_one_slice_elsewhere",
-      xfail="dicom: of files sharing a SOPInstanceUID, identical ones are one image and conflicting ones are reported; "
-            "the first one seen must not win (its 8 x 8 copy cost the valid series a slice)")
+@kind("dicom_conflicting_copy_of_one_slice_elsewhere")
 def _(d):
     copies = d / "0_copies"  # walked before the valid series
     copies.mkdir()
@@ -264,8 +259,7 @@ def _(d):
     return Expect(1, named=[(copies / path.name, "conflict|same SOP")])
 
 
-@kind("dicom_undecodable_copy_of_the_whole_series",
-      xfail="dicom: of files sharing a SOPInstanceUID keep the one that decodes (a broken copy made the valid series vanish)")
+@kind("dicom_undecodable_copy_of_the_whole_series")
 def _(d):
     copies = d / "0_copies"
     copies.mkdir()

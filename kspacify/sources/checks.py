@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from kspacify.memory import human
 from kspacify.sources.base import Skipped, VolumeInfo
 
-__all__ = ["check", "location", "note"]
+__all__ = ["check", "location", "note", "where"]
 
 # Best ratios of the codecs a file may use: deflate (gzip, Deflated Explicit VR Little Endian)
 # cannot pass 1032:1; image codecs (JPEG 2000, JPEG-LS on a blank image) can, so they get room.
@@ -39,7 +40,11 @@ _UNCOMPRESSED = {"Implicit VR Little Endian", "Explicit VR Little Endian", "Expl
 
 def location(info: VolumeInfo) -> str:
     """Where a volume is, to name it in a message: its file, or the folder its files share."""
-    files = info.files
+    return where(info.files)
+
+
+def where(files: Sequence[str]) -> str:
+    """The file, or the folder the files share (the first file when they share none)."""
     if len(files) == 1:
         return files[0]
     try:

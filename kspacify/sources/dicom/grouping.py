@@ -18,6 +18,7 @@ import numpy as np
 
 from ...acquisition import Acquisition, from_header_fields
 from ..base import Pseudonymizer, SliceRef, Skipped, VolumeInfo, stable_key
+from ..checks import where
 from ..orientation import IDENTITY, InPlane, canonical_inplane
 from .header import Header, degenerate, rounded
 from .pairing import Built, pair
@@ -238,10 +239,10 @@ class Grouper:
             echo_labels = _echo_labels([k for k in keys if self._emitted(k)], self.groups)
             for key in keys:
                 group = self.groups[key]
-                where = {(image.path, image.frame): image.position for image in group.images}
+                positions_of = {(image.path, image.frame): image.position for image in group.images}
                 for item in _group_volumes(group, echo_labels.get(key), len(set(echo_labels.values())), pseudonymize):
                     if isinstance(item, VolumeInfo) and key.component in (None, "phase"):
-                        built = Built(item, key, group.facts, tuple(where[(ref.path, ref.frame)] for ref in item.slices))
+                        built = Built(item, key, group.facts, tuple(positions_of[(ref.path, ref.frame)] for ref in item.slices))
                         (magnitudes if key.component is None else phases).append(built)
                         if key.component is None:
                             continue
@@ -413,11 +414,12 @@ def _group_volumes(group: Group, echo: int | None, n_echoes: int,
             coords[i] = float(rank)
     parts = _split(images, coords, inplane, group, order_by == "position")
     series = facts.series_number if facts.series_number is not None else "?"
-    if parts is None:
+    if parts is None:  # a fault: images of the series are lost, so it is named, not counted
         return [Skipped(
-            images[0].path,
+            where(sorted({image.path for image in images})),
             f"series {series}: {len(images)} images with duplicated slice positions that could not be "
-            "separated into volumes",
+            "separated into volumes (neither by acquisition number, trigger time nor as repeats)",
+            failed=True,
         )]
     trigger_rank = {t: i + 1 for i, t in enumerate(sorted({v for label, _ in parts for k, v in label
                                                             if k == "trigger"}))}

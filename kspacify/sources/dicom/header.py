@@ -129,6 +129,9 @@ class Header(dict):
         super().__init__()
         self.ds = ds
         self.file_meta = getattr(ds, "file_meta", None)
+        # bytes of native pixel data, items of encapsulated pixel data (None: unknown), set by read_header
+        self.pixel_length: int | None = None
+        self.pixel_items: int | None = None
         charset = ds.original_character_set if _default_decoding() else None
         items = raw.items() if raw is not None else ((int(tag), ds.get_item(tag)) for tag in ds.keys())
         for tag, elem in items:  # int tags: BaseTag's Python-level __eq__ made every lookup slow
@@ -253,7 +256,7 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
                 ds, raw = _pydicom_read(fh), None
                 pos = fh.tell()
                 tail = fh.read(12)
-            encapsulated_ok = _encapsulated_complete(fh, pos, tail, size, ds)
+            items = _encapsulated_items(fh, pos, tail, size)
     except FileSkip:
         raise
     except OSError as exc:
@@ -262,16 +265,12 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
         raise FileSkip(f"damaged or truncated DICOM header ({type(exc).__name__})", failed=True) from None
 
     meta = getattr(ds, "file_meta", None)
+    if getattr(fh, "deflated", False) and meta is not None:  # inflated here: say what the file is
+        if isinstance(meta, dict):
+            meta["TransferSyntaxUID"] = DeflatedExplicitVRLittleEndian
+        else:
+            meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     ts = get(meta, "TransferSyntaxUID") if meta is not None else None
-    if ts == DeflatedExplicitVRLittleEndian:
-        # offsets refer to the inflated stream; fall back to a full read with large values deferred
-        try:
-            fh, _ = open_dicom(path)
-            with fh:
-                full = pydicom.dcmread(fh, defer_size=256)
-        except Exception:
-            raise FileSkip("damaged deflated DICOM file", failed=True) from None
-        return Header(ds, raw), "PixelData" in full, None
     implicit, little = ds.original_encoding
     if implicit is None:
         implicit, little = False, True
@@ -283,7 +282,8 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
     group, elem = struct.unpack(endian + "HH", tail[:4])
     tag = group << 16 | elem
     if tag in (0x7FE00008, 0x7FE00009):
-        raise FileSkip("float pixel data is not supported for MR images")
+        raise FileSkip("float pixel data (Float or Double Float Pixel Data) in an MR image: not supported, "
+                       "the image is not converted", failed=True)
     if tag != 0x7FE00010:
         return Header(ds, raw), False, None
     if implicit:
@@ -301,9 +301,11 @@ def read_header(path: str) -> tuple[Header, bool, NativePixels | None]:
         )
     if length == 0:
         return Header(ds, raw), False, None
-    if not encapsulated_ok:
+    if items == 0:
         raise FileSkip("truncated or damaged compressed pixel data", failed=True)
     header = Header(ds, raw)
+    header.pixel_length = None if length == 0xFFFFFFFF else length
+    header.pixel_items = items
     return header, True, native_pixels(header, ts, pos + head_size, length) if little else None
 
 
@@ -321,13 +323,18 @@ def is_gzip(path: str | os.PathLike[str]) -> bool:
 
 
 def open_dicom(path: str | os.PathLike[str]) -> tuple[Any, int]:
-    """A binary file object for a DICOM file and its size: the file itself, or, for a gzipped
-    one, its inflated bytes in memory (offsets found in it refer to those). Raises FileSkip for a
-    damaged or oversized gzip file, OSError for an unreadable one."""
+    """A binary file object for a DICOM file and its size: the file itself, or, for a gzipped or a
+    deflated one (Deflated Explicit VR Little Endian), its inflated bytes in memory (offsets found
+    in it refer to those; `_inflated`). Raises FileSkip for a damaged or oversized gzip or deflated
+    file, OSError for an unreadable one."""
     fh = open(path, "rb")
-    if fh.read(2) != GZIP_MAGIC:
-        fh.seek(0)
-        return fh, os.fstat(fh.fileno()).st_size
+    head = fh.read(1024)
+    if head[:2] != GZIP_MAGIC:
+        if _DEFLATED_UID not in head:
+            fh.seek(0)
+            return fh, os.fstat(fh.fileno()).st_size
+        with fh:
+            return _inflated(head + fh.read())
     fh.seek(0)
     try:
         with gzip.GzipFile(fileobj=fh) as gz:
@@ -338,7 +345,112 @@ def open_dicom(path: str | os.PathLike[str]) -> tuple[Any, int]:
         fh.close()
     if len(data) > MAX_GUNZIPPED:
         raise FileSkip(f"gzip file inflates to more than {MAX_GUNZIPPED >> 30} GiB", failed=True)
+    if _DEFLATED_UID in data[:1024]:
+        return _inflated(data)
     return io.BytesIO(data), len(data)
+
+
+# ------------------------------------------------------------------------- deflated datasets
+#
+# A Deflated Explicit VR Little Endian file is its file meta, then the dataset deflated. pydicom
+# inflates it whole (and a few hundred KiB can inflate to gigabytes), so it is inflated here, with
+# a bound: first until the header is there (at most DEFLATE_HEADER_MAX), then up to the end of the
+# pixels the header claims (and DEFLATE_SLACK for elements after them). A file that inflates
+# beyond is refused. What is handed on is the file as if it had been written explicit VR little
+# endian (its file meta saying so), and `deflated` on it says what it was.
+
+_DEFLATED_UID = DeflatedExplicitVRLittleEndian.encode()
+DEFLATE_HEADER_MAX = 64 << 20
+DEFLATE_SLACK = 1 << 20
+
+
+class Inflated(io.BytesIO):
+    """A deflated file's dataset, inflated, behind its file meta rewritten to explicit VR little endian."""
+
+    deflated = True
+
+
+def _meta_elements(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """The file meta elements (tag, bytes of the whole element) from byte 132, and where they end."""
+    elements, pos = [], 132
+    while pos + 8 <= len(data):
+        group, elem, vr, length = _EXPLICIT_HEAD.unpack_from(data, pos)
+        if group != 0x0002:
+            break
+        start = pos + 8
+        if _VR_LONG.get(vr):
+            if pos + 12 > len(data):
+                break
+            length, start = _UINT32.unpack_from(data, pos + 8)[0], pos + 12
+        elements.append((group << 16 | elem, data[pos:start + length]))
+        pos = start + length
+    return elements, pos
+
+
+def _inflated(data: bytes) -> tuple[Any, int]:
+    if data[128:132] != b"DICM":
+        return io.BytesIO(data), len(data)
+    elements, end = _meta_elements(data)
+    syntax = next((raw[8:].rstrip(b"\0 ") for tag, raw in elements if tag == 0x00020010), b"")
+    if syntax != _DEFLATED_UID or end > len(data):
+        return io.BytesIO(data), len(data)
+    explicit = ExplicitVRLittleEndian.encode() + b"\0"  # (an even length)
+    body = b"".join(_EXPLICIT_HEAD.pack(2, 0x10, b"UI", len(explicit)) + explicit if tag == 0x00020010 else raw
+                    for tag, raw in elements if tag != 0x00020000)  # fmt: skip
+    group_length = _EXPLICIT_HEAD.pack(2, 0, b"UL", 4) + _UINT32.pack(len(body))
+    head = data[:132] + group_length + body
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending, out = data[end:], bytearray()
+
+    def grow(limit: int) -> None:
+        nonlocal pending
+        while len(out) < limit:
+            chunk = inflater.decompress(pending, limit - len(out))
+            pending = inflater.unconsumed_tail
+            if not chunk:
+                return
+            out.extend(chunk)
+
+    try:
+        budget = 1 << 20
+        while True:
+            grow(budget)
+            pixels = _claimed_pixels(head + bytes(out))
+            if pixels is not None or inflater.eof or len(out) < budget:
+                break
+            if budget >= DEFLATE_HEADER_MAX:
+                raise FileSkip(f"deflated file whose header inflates to more than {DEFLATE_HEADER_MAX >> 20} MiB: "
+                               "refused", failed=True)  # fmt: skip
+            budget *= 4
+        if pixels is not None:
+            offset, claimed = pixels
+            allowed = offset + 12 + claimed + DEFLATE_SLACK - len(head)
+            grow(allowed + 1)
+            if len(out) > allowed:
+                raise FileSkip(f"deflated file inflates to more than {allowed + len(head)} bytes, its header and the "
+                               f"{claimed} bytes of pixels it claims: refused", failed=True)  # fmt: skip
+    except zlib.error as exc:
+        raise FileSkip(f"damaged deflated DICOM file ({exc})", failed=True) from None
+    stream = Inflated(head + bytes(out))
+    return stream, len(stream.getbuffer())
+
+
+def _claimed_pixels(data: bytes) -> tuple[int, int] | None:
+    """(offset of the pixel data element, bytes of pixels the header claims) of a file as far as it
+    has been inflated, or None while its header is not all there."""
+    fh = io.BytesIO(data)
+    try:
+        with quiet():
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=[Tag(t) for t in PIXEL_MODULE + ("NumberOfFrames",)])
+    except Exception:
+        return None
+    offset = fh.tell()
+    tag = struct.unpack("<HH", data[offset:offset + 4]) if offset + 4 <= len(data) else None
+    if tag is None or (tag[0] << 16 | tag[1]) not in _PIXEL_TAGS:
+        return None
+    values = [as_int(get(ds, k)) or 1 for k in ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames")]
+    bits = as_int(get(ds, "BitsAllocated")) or 16
+    return offset, values[0] * values[1] * values[2] * values[3] * max(bits, 8) // 8
 
 
 def _pydicom_read(fh: Any) -> Any:
@@ -608,25 +720,27 @@ def native_pixels(ds: Header, ts: Any, offset: int, length: int) -> NativePixels
     )
 
 
-def _encapsulated_complete(fh: Any, pos: int, tail: bytes, size: int, ds: Any) -> bool:
-    """For undefined-length (compressed) pixel data: walk the fragment items to the delimiter."""
+def _encapsulated_items(fh: Any, pos: int, tail: bytes, size: int) -> int | None:
+    """For undefined-length (compressed) pixel data: walk the fragment items to the delimiter and
+    count them (the basic offset table is the first; each frame takes one or more of the rest);
+    0 when the walk does not end well (cut or damaged), None when it is no such pixel data."""
     if len(tail) < 12 or tail[:4] != b"\xe0\x7f\x10\x00" or tail[8:12] != b"\xff\xff\xff\xff":
-        return True  # not little-endian encapsulated pixel data: checked elsewhere
+        return None  # not little-endian encapsulated pixel data: checked elsewhere
     offset = pos + 12
-    for _ in range(1_000_000):
+    for count in range(1_000_000):
         fh.seek(offset)
         head = fh.read(8)
         if len(head) < 8:
-            return False
+            return 0
         group, elem, length = struct.unpack("<HHL", head)
         if (group, elem) == (0xFFFE, 0xE0DD):
-            return True
+            return count
         if (group, elem) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
-            return False
+            return 0
         offset += 8 + length
         if offset > size:
-            return False
-    return False
+            return 0
+    return 0
 
 
 def _short_element(ds: Any, size: int) -> bool:

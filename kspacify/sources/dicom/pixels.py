@@ -19,7 +19,7 @@ from ..orientation import IDENTITY, InPlane, canonical_inplane
 from .header import FileSkip, as_float, get, is_gzip, open_dicom, quiet
 from .records import fg_item, shared_groups
 
-__all__ = ["CODECS_FIX", "load_dicom"]
+__all__ = ["CODECS_FIX", "decoded", "load_dicom"]
 
 CODECS_FIX = "install the codecs extra: pip install 'kspacify[codecs]'"
 
@@ -98,6 +98,31 @@ def _read_pixels(path: str, frames: list[int | None]) -> tuple[list[np.ndarray],
             f"{path}: cannot decode pixel data ({ts.name}): {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
         ) from None
     return arrays, scales, photometric == "MONOCHROME1"
+
+
+def decoded(path: str) -> np.ndarray | str:
+    """Every stored value of the file's pixel data, rescaled (float64; all frames), or the reason
+    it cannot be had (a damaged file, a stream that does not decode, a missing codec): what tells
+    apart copies of one image that are not byte for byte the same (`scan.resolve_copies`)."""
+    from pydicom.pixels import pixel_array
+
+    try:
+        with quiet():
+            fh, _ = open_dicom(path)
+            with fh:
+                ds = pydicom.dcmread(fh)
+            ts = UID(str(get(getattr(ds, "file_meta", None), "TransferSyntaxUID") or "1.2.840.10008.1.2"))
+            try:
+                values = np.asarray(pixel_array(ds), dtype=np.float64)
+            except Exception as exc:
+                text = str(exc).splitlines()[0].rstrip(": ") if str(exc) else ""
+                return f"cannot decode pixel data ({ts.name}): {type(exc).__name__}: {text}"[:300]
+    except FileSkip as skip:
+        return skip.reason
+    except Exception as exc:
+        return f"cannot read DICOM file ({type(exc).__name__})"
+    slope, intercept = as_float(get(ds, "RescaleSlope")), as_float(get(ds, "RescaleIntercept"))
+    return values * (1.0 if slope is None else slope) + (0.0 if intercept is None else intercept)
 
 
 def _read_native(path: str, native: NativePixels, shape: tuple[int, int]) -> np.ndarray:

@@ -21,7 +21,7 @@ from pydicom.uid import UID
 from .header import FileSkip, Header, as_float, as_int, as_strings, as_vector, get
 from .vendor import mosaic_tiles, philips_diffusion, uih_tiles
 
-__all__ = ["ENHANCED_MR", "FileFrames", "Frame", "Image", "KEEP_SOP", "component", "is_localizer",
+__all__ = ["ENHANCED_MR", "FileFrames", "Frame", "Image", "KEEP_SOP", "component", "is_localizer", "is_uid",
            "read_frames", "sop_skip_reason"]
 
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -110,6 +110,14 @@ class FileFrames:
     # read to pair phase images with their magnitudes only: never written anywhere
     study_uid: str = ""
     frame_of_reference: str | None = None
+
+
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+")
+
+
+def is_uid(value: str) -> bool:
+    """A DICOM UID: dot-separated numbers without leading zeros, at most 64 characters."""
+    return len(value) <= 64 and _UID.fullmatch(value) is not None
 
 
 def sop_skip_reason(uid: str) -> str:
@@ -212,7 +220,8 @@ def read_frames(ds: Header, sop: str) -> FileFrames:
     if not enhanced:
         n_frames = as_int(get(ds, "NumberOfFrames")) or 1
         if n_frames > 1:
-            raise FileSkip(f"multi-frame MR Image Storage ({n_frames} frames) is not supported")
+            raise FileSkip(f"multi-frame MR Image Storage ({n_frames} frames): the MR Image IOD holds one frame, and "
+                           "kspacify does not guess how these frames are laid out: not converted", failed=True)
         tiles = None
         if "MOSAIC" in top_type:  # Siemens: slices tiled in the one image
             grid, positions = mosaic_tiles(ds, rows, cols)
@@ -290,11 +299,30 @@ def _classic_diffusion(ds: Header) -> str | None:
     return diffusion_kind(directionality, b_value)
 
 
+def _check_frames(ds: Header, n_frames: int) -> None:
+    """FileSkip when the pixel data cannot hold `n_frames` frames: native data by its length,
+    encapsulated data by its fragments (each frame takes one at least, after the offset table)."""
+    from kspacify.memory import human
+
+    rows, cols = as_int(get(ds, "Rows")) or 1, as_int(get(ds, "Columns")) or 1
+    frame_bytes = max(1, rows * cols * (as_int(get(ds, "SamplesPerPixel")) or 1) * (as_int(get(ds, "BitsAllocated")) or 16) // 8)
+    length, items = getattr(ds, "pixel_length", None), getattr(ds, "pixel_items", None)
+    if n_frames < 1:
+        raise FileSkip(f"header claims {n_frames} frames", failed=True)
+    if length is not None and n_frames * frame_bytes > length:
+        raise FileSkip(f"header claims {n_frames} images of {rows} x {cols} pixels ({human(n_frames * frame_bytes)}) but "
+                       f"its pixel data holds {human(length)}: damaged or edited header", failed=True)  # fmt: skip
+    if items is not None and n_frames > max(items - 1, 1):
+        raise FileSkip(f"header claims {n_frames} images of {rows} x {cols} pixels but its compressed pixel data holds "
+                       f"{max(items - 1, 0)} fragment(s): damaged or edited header", failed=True)  # fmt: skip
+
+
 def _enhanced_frames(ds: Header, top_type: tuple[str, ...]) -> list[Frame]:
     """One frame per Enhanced MR frame, from its functional groups (per-frame, shared, top level)."""
     shared = shared_groups(ds)
     per_frame = get(ds, "PerFrameFunctionalGroupsSequence")
     n_frames = as_int(get(ds, "NumberOfFrames")) or (len(per_frame) if per_frame else 1)
+    _check_frames(ds, n_frames)  # before a record is made per frame
     top_sequence = (get(ds, "ScanningSequence"), get(ds, "SequenceVariant"), get(ds, "EchoPulseSequence"),
                     get(ds, "EchoPlanarPulseSequence"))
     frames = []

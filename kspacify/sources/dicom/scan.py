@@ -12,6 +12,7 @@ import hashlib
 import multiprocessing
 import os
 import zlib
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -19,13 +20,16 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from ...termination import check as stop_if_signalled
 from ..base import Pseudonymizer, Skipped, VolumeInfo
 from .grouping import Grouper, keyed_images
 from .header import GZIP_MAGIC, PIXEL_MODULE, FileSkip, get, quiet, read_header
-from .records import DICOMDIR_SOP, KEEP_SOP, read_frames, sop_skip_reason
+from .pixels import decoded
+from .records import DICOMDIR_SOP, KEEP_SOP, is_uid, read_frames, sop_skip_reason
 
-__all__ = ["FileRead", "looks_like_dicom", "read_file", "scan_dicom"]
+__all__ = ["DUPLICATE", "FileRead", "looks_like_dicom", "read_file", "resolve_copies", "scan_dicom"]
 
 
 _SUFFIXES = (".dcm", ".ima", ".dicom")
@@ -56,8 +60,8 @@ _POOL_MIN_FILES = 64  # fewer files than this are read in this process whatever 
 @dataclass(frozen=True, slots=True)
 class FileRead:
     """One file's share of the scan, as far as it goes without the other files: skipped early
-    (`skip`), or its SOP instance digest (copies of one image are kept once, the first in input
-    order), the reason it is skipped if it is no such copy (`late_skip`), and its images."""
+    (`skip`), or its SOP instance digest (of copies of one image one is used: `resolve_copies`),
+    the reason it is skipped if it is the copy used (`late_skip`), and its images."""
 
     path: str
     skip: Skipped | None = None
@@ -81,12 +85,16 @@ def read_file(path: str, keep_components: bool = False) -> FileRead:
             if not sop:
                 raise FileSkip("damaged or incomplete DICOM header (no SOP Class UID)", failed=True)
             if sop not in KEEP_SOP:
+                if not is_uid(sop):  # not a UID at all: the header is damaged, not of another kind
+                    raise FileSkip("damaged header: its SOP class UID is not a UID (characters other than digits "
+                                   "and dots)", failed=True)
                 raise FileSkip(sop_skip_reason(sop))
             if not has_pixels:
                 missing = [k for k in PIXEL_MODULE if get(ds, k) is None]
                 if missing:  # an image header cut short before its pixel module ended
                     raise FileSkip("incomplete image header and no pixel data (truncated file?)", failed=True)
-                raise FileSkip("no pixel data")
+                raise FileSkip("no pixel data: an MR image without its pixels (an image lost from the export?)",
+                               failed=True)
             sop_uid = str(get(ds, "SOPInstanceUID") or "")
             digest = hashlib.blake2b(sop_uid.encode(), digest_size=12).digest() if sop_uid else None
     except Exception as exc:
@@ -111,36 +119,123 @@ def _skipped(path: str, exc: Exception) -> Skipped:
 def scan_dicom(
     paths: Iterable[Path], pseudonymize: Pseudonymizer, *, keep_components: bool = False, workers: int = 1
 ) -> Iterator[VolumeInfo | Skipped]:
-    """Read headers of `paths`; yield Skipped for files not used (as found), then the volumes.
+    """Read headers of `paths`; yield Skipped for files not used (as found), then, once every file
+    has been read, copies of one image (`resolve_copies`) and the volumes.
 
     With `workers` > 1 (and enough files) the files are read by that many processes; the result
     is the same, since everything that depends on other files is done here, in input order.
     """
     grouper = Grouper(keep_components)
-    seen_instances: set[bytes] = set()
+    reads: list[FileRead] = []
     patients: dict[str, str] = {}
-    with _reads(paths, keep_components, workers) as reads:
-        for read in reads:
+    with _reads(paths, keep_components, workers) as found:
+        for read in found:
             if workers > 1:
                 stop_if_signalled()  # (read here, the caller's own checks between paths do it)
             if read.skip is not None:
                 yield read.skip
-                continue
-            if read.digest is not None and read.digest in seen_instances:
-                yield Skipped(read.path, "duplicate copy of an image already found in another file")
-                continue
-            if read.late_skip is not None:
-                yield read.late_skip
-                continue
-            if read.digest is not None:
-                seen_instances.add(read.digest)
-            pid = read.patient_id
-            if pid not in patients:
-                patients[pid] = pseudonymize(pid)
-            for key, facts, slices, diffusion in read.images:
-                grouper.add(key, facts, slices, patients[pid], diffusion)
+            else:
+                reads.append(read)
+    dropped = resolve_copies(reads)
+    for index, read in enumerate(reads):
+        if index in dropped:
+            yield dropped[index]
+            continue
+        if read.late_skip is not None:
+            yield read.late_skip
+            continue
+        pid = read.patient_id
+        if pid not in patients:
+            patients[pid] = pseudonymize(pid)
+        for key, facts, slices, diffusion in read.images:
+            grouper.add(key, facts, slices, patients[pid], diffusion)
 
     yield from grouper.volumes(pseudonymize)
+
+
+DUPLICATE = "duplicate copy of an image already found in another file"
+
+
+def resolve_copies(reads: list[FileRead]) -> dict[int, Skipped]:
+    """Of files sharing a SOP Instance UID, the ones not to use, by index, with why.
+
+    Copies that are the same bytes, or that decode to the same values of the same image records,
+    are one image: the first is used, the others counted as duplicates. Copies that differ are
+    decoded: one that does not decode is a damaged copy (a fault, named), and of those that do, the
+    one whose series holds the most images like it is used (a valid series keeps its slice
+    whatever order the walk met the copies in); the others are conflicting copies (a fault, named).
+    Only files whose UID is shared are compared, so a scan without copies costs nothing here."""
+    shared: dict[bytes, list[int]] = defaultdict(list)
+    for index, read in enumerate(reads):
+        if read.digest is not None:
+            shared[read.digest].append(index)
+    support = Counter(key for read in reads for key in {entry[0] for entry in read.images})
+    out: dict[int, Skipped] = {}
+    for indices in shared.values():
+        if len(indices) < 2:
+            continue
+        distinct = _same_bytes(reads, indices)
+        for members in distinct:
+            out.update((i, Skipped(reads[i].path, DUPLICATE)) for i in members[1:])
+        firsts = [members[0] for members in distinct]
+        if len(firsts) == 1:
+            continue
+        values = {i: decoded(reads[i].path) for i in firsts}
+        usable = [i for i in firsts if not isinstance(values[i], str)]
+        keep = max(usable, key=lambda i: (sum(support[entry[0]] for entry in reads[i].images), -i)) if usable else firsts[0]
+        used = reads[keep].path
+        for i in firsts:
+            if i == keep:
+                continue
+            path, value = reads[i].path, values[i]
+            if isinstance(value, str):
+                out[i] = Skipped(path, f"{value}; a damaged copy (the same SOP Instance UID) of {used}, which is used",
+                                 failed=True)  # fmt: skip
+            elif not isinstance(values[keep], str) and _same_image(reads[i], reads[keep], value, values[keep]):
+                out[i] = Skipped(path, DUPLICATE)
+            else:
+                out[i] = Skipped(path, f"conflicting copy: the same SOP Instance UID as {used}, but another image: "
+                                       "not used", failed=True)  # fmt: skip
+    return out
+
+
+def _same_bytes(reads: list[FileRead], indices: list[int]) -> list[list[int]]:
+    """`indices` in groups of files with the same bytes, each group and the groups in input order
+    (files are hashed only where another has their size)."""
+    sizes: dict[int, int | None] = {}
+    for i in indices:
+        try:
+            sizes[i] = os.path.getsize(reads[i].path)
+        except OSError:
+            sizes[i] = None
+    counts = Counter(sizes.values())
+    groups: dict[tuple, list[int]] = {}
+    for i in indices:
+        size = sizes[i]
+        key: tuple = ("unreadable", i) if size is None else (size,)
+        if size is not None and counts[size] > 1:
+            try:
+                key = (size, _file_digest(reads[i].path))
+            except OSError:
+                key = ("unreadable", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def _file_digest(path: str) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def _same_image(a: FileRead, b: FileRead, values_a, values_b) -> bool:
+    """Two reads of one image encoded otherwise: the same keys, slice records and decoded values."""
+    def records(read: FileRead) -> list:
+        return [(key, [(im.frame, im.position, im.instance) for im in images]) for key, _, images, _ in read.images]
+
+    return records(a) == records(b) and values_a.shape == values_b.shape and bool(np.array_equal(values_a, values_b))
 
 
 @contextmanager
