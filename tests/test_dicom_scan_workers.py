@@ -29,3 +29,19 @@ def test_pool_gives_the_same_scan(tmp_path):
 def test_few_files_are_read_in_process(tmp_path):
     paths = F.write_series(tmp_path, np.ones((3, 4, 4), np.uint16))
     assert list(scan_dicom(paths, PZ, workers=4)) == list(scan_dicom(paths, PZ))
+
+
+def test_workers_on_the_command_line(tmp_path, monkeypatch):
+    """`scan --workers N` reads headers in N processes (the manifest is the same); `convert
+    --workers N` passes N on to the header pass too."""
+    from corpus import cli
+    from kspacify import convert as pipeline
+
+    F.write_series(tmp_path / "a", np.ones((70, 6, 6), np.uint16))
+    one, two = cli("scan", tmp_path, "--salt", "x"), cli("scan", tmp_path, "--salt", "x", "--workers", "2")
+    assert one.exit == two.exit == 0 and one.stdout == two.stdout and len(one.stdout.splitlines()) == 1
+    seen = []
+    real = pipeline.plan
+    monkeypatch.setattr(pipeline, "plan", lambda *a, **kw: seen.append(kw["workers"]) or real(*a, **kw))
+    run = cli("convert", tmp_path, tmp_path / "out", "--salt", "x", "--workers", "3", "--dry-run")
+    assert run.exit == 0 and seen == [3]

@@ -69,3 +69,20 @@ def test_plan_passes_the_choice_on(tmp_path):
     asked = plan(iter(found), tmp_path / "out", b"salt", single_file=False, nifti_beside_dicom=True)
     assert len(asked.volumes) == len(default.volumes) + 2
     assert sum(s.reason == NIFTI_BESIDE_DICOM for s in default.skipped) == 2
+
+
+def test_the_flag_on_the_command_line(tmp_path):
+    """`--nifti-beside-dicom` (convert and scan); without it the skip reason names the flag."""
+    from corpus import cli
+
+    tree(tmp_path)
+    run = cli("scan", tmp_path, "--salt", "x", "-v")
+    assert run.exit == 0 and "--nifti-beside-dicom" in run.stderr
+    assert len(run.stdout.splitlines()) == 3  # DICOM, atlas, t1
+    asked = cli("scan", tmp_path, "--salt", "x", "--nifti-beside-dicom")
+    assert asked.exit == 0 and len(asked.stdout.splitlines()) == 5
+    converted = cli("convert", tmp_path, tmp_path / "out", "--salt", "x", "--size", "8", "--phase", "zero",
+                    "--nifti-beside-dicom")  # fmt: skip
+    assert converted.exit == 0, converted.stderr
+    assert len(converted.stdout.splitlines()) == 5
+    assert "NIfTI file in a folder" not in converted.stderr

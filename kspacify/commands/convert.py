@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from kspacify.convert import Outcome, Plan
 
 KeepNames = Annotated[bool, typer.Option("--keep-names", help="Name NIfTI outputs after their input files instead of pseudonyms (input names may hold patient names).")]
+NiftiBesideDicom = Annotated[bool, typer.Option("--nifti-beside-dicom", help="Also take NIfTI files found beside DICOM series (skipped by default: most are conversions of them, and both would enter the data as two patients).")]
 LEFT = "finished files are complete, nothing half-written is left"
 
 
@@ -42,7 +43,7 @@ def convert(
     fit: Annotated[str, typer.Option(help="Non-square slices: 'pad' keeps the whole field of view, 'crop' fills the matrix.")] = "pad",
     percentile: Annotated[float, typer.Option(help="Magnitude normalization: this percentile of the volume becomes 1.")] = 99.5,
     batch_size: Annotated[int, typer.Option(min=1, help="Slices per phase-synthesis batch (part of what --seed reproduces).")] = 16,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes converting volumes in parallel (with --dask local: the cluster's workers).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes converting volumes in parallel, and reading DICOM headers before (with --dask local: the cluster's workers).")] = 1,
     manifest: Annotated[Optional[Path], typer.Option(help="Convert the volumes of this `kspacify scan` manifest instead of INPUTS.", show_default=False)] = None,
     shard: Annotated[Optional[str], typer.Option(help="With --manifest: convert share I of N (0-based), e.g. 3/8; auto/N takes I from SLURM or a Kubernetes indexed Job (default: from SLURM array variables when set).", show_default=False)] = None,
     dask: Annotated[Optional[str], typer.Option(help="Run on a dask.distributed cluster: a scheduler address (tcp://host:8786) or 'local' (needs kspacify[distributed]).", show_default=False)] = None,
@@ -60,6 +61,7 @@ def convert(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be written; write nothing.")] = False,
     keep_components: Annotated[bool, typer.Option("--keep-components", help="Also convert phase/real/imaginary DICOM images.")] = False,
     keep_names: KeepNames = False,
+    nifti_beside_dicom: NiftiBesideDicom = False,
     max_memory: Annotated[Optional[str], typer.Option(help="Memory one volume's conversion may use, e.g. 8G (default: what the system has available); a volume needing more fails alone.", show_default=False)] = None,
     salt: Salt = None,
     verbose: Verbose = False,
@@ -81,7 +83,8 @@ def _convert(console: Console, *, inputs: Optional[list[str]], out: Path, phase_
              dask: Optional[str], device: str, sampler: Optional[str], steps: Optional[int], phase_opt: Optional[list[str]],
              coils: int, coil_model: Optional[str], coil_opt: Optional[list[str]], include: Optional[list[str]],
              exclude: Optional[list[str]], null: bool, overwrite: bool, dry_run: bool, keep_components: bool,
-             keep_names: bool, max_memory: Optional[str], salt: Optional[str], verbose: bool) -> None:  # fmt: skip
+             keep_names: bool, nifti_beside_dicom: bool, max_memory: Optional[str], salt: Optional[str],
+             verbose: bool) -> None:  # fmt: skip
     from kspacify import convert as pipeline
     from kspacify import executors, phase, termination
     from kspacify.manifest import Shard, read_manifest
@@ -129,7 +132,7 @@ def _convert(console: Console, *, inputs: Optional[list[str]], out: Path, phase_
         if not inputs:
             raise usage_error(console, "no INPUTS given (nor --manifest)")
         planned = _scan_inputs(console, inputs, out, null, include, exclude, salt, keep_components, keep_names, verbose,
-                               single_file)  # fmt: skip
+                               single_file, nifti_beside_dicom=nifti_beside_dicom, workers=workers)  # fmt: skip
         volumes, failures = planned.volumes, sum(s.failed for s in planned.skipped)
     if single_file and len(volumes) > 1:
         raise usage_error(console, f"{len(volumes)} volumes found but {out} names one file: give a directory instead")
@@ -185,8 +188,10 @@ def _coil_settings(console: Console, count: int, model: Optional[str], pairs: Op
 
 def _scan_inputs(console: Console, inputs: list[str], out: Path, null: bool, include: Optional[list[str]],
                  exclude: Optional[list[str]], salt: Optional[str], keep_components: bool, keep_names: bool,
-                 verbose: bool, single_file: bool, absolute: bool = False) -> Plan:  # fmt: skip
-    """Discover and scan the inputs, report what was skipped, and exit 3 when nothing is convertible."""
+                 verbose: bool, single_file: bool, absolute: bool = False, nifti_beside_dicom: bool = False,
+                 workers: int = 1) -> Plan:  # fmt: skip
+    """Discover and scan the inputs (DICOM headers in `workers` processes), report what was skipped,
+    and exit 3 when nothing is convertible."""
     from kspacify import convert as pipeline
     from kspacify import sources
 
@@ -198,7 +203,7 @@ def _scan_inputs(console: Console, inputs: list[str], out: Path, null: bool, inc
     found = sources.discover(paths, include or (), exclude or ())
     with console.status("scanning inputs", spinner="dots") if console.is_terminal else nullcontext():
         planned = pipeline.plan(found, out, pipeline.load_salt(salt), single_file=single_file, keep_components=keep_components,
-                                keep_names=keep_names)  # fmt: skip
+                                keep_names=keep_names, nifti_beside_dicom=nifti_beside_dicom, workers=workers)  # fmt: skip
     for skipped in planned.skipped:
         if skipped.failed or verbose:
             say(console, f"{'skipped' if not skipped.failed else 'failed'}: {skipped.path}: {skipped.reason}")
@@ -220,6 +225,8 @@ def scan(
     null: NullSeparated = False,
     keep_components: Annotated[bool, typer.Option("--keep-components", help="Also list phase/real/imaginary DICOM images.")] = False,
     keep_names: KeepNames = False,
+    nifti_beside_dicom: NiftiBesideDicom = False,
+    workers: Annotated[int, typer.Option(min=1, help="Processes reading DICOM headers (the manifest is the same).")] = 1,
     salt: Salt = None,
     verbose: Verbose = False,
 ) -> None:
@@ -237,7 +244,8 @@ def scan(
     with stops(console, "the manifest on stdout is incomplete"):
         # absolute paths, so the manifest works from any directory of any machine that mounts the archive
         planned = _scan_inputs(console, inputs, Path("."), null, include, exclude, salt, keep_components, keep_names,
-                               verbose, False, absolute=True)  # fmt: skip
+                               verbose, False, absolute=True, nifti_beside_dicom=nifti_beside_dicom,
+                               workers=workers)  # fmt: skip
         for volume in planned.volumes:
             for note in volume.info.meta.get("notes", []):
                 say(console, f"note: {location(volume.info)}: {note}")

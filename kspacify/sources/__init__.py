@@ -165,7 +165,7 @@ def _walk(root: Path, wanted: Callable[[Path], bool], seen: set[str]) -> Iterato
 
 NIFTI_BESIDE_DICOM = (
     "NIfTI file in a folder that also holds DICOM files, most likely converted from them: not converted, "
-    "so one scan does not enter the data twice under two patient pseudonyms (name the file to convert it)"
+    "so one scan does not enter the data twice under two patient pseudonyms (name the file, or give --nifti-beside-dicom, to convert it)"
 )
 
 
