@@ -293,3 +293,14 @@ def test_csa_reader_agrees_with_nibabel(name, tmp_path):
     assert csa_values(blob[:len(blob) // 2], {"SliceNormalVector"}) in ({}, {"SliceNormalVector": ours["SliceNormalVector"]})
     assert csa_values(b"SV10" + b"\xff" * 12, {"SliceNormalVector"}) == {}
     assert csa_values(b"not a csa header", {"SliceNormalVector"}) == {}
+
+
+def test_a_mosaic_without_its_geometry_keeps_its_tile_order_and_says_so(tmp_path):
+    from kspacify.sources import check
+
+    stack = tiles(4, 5, 5)
+    path = write_mosaic(tmp_path / "m.dcm", stack, ipp=None)
+    (info,), _ = scan([path])
+    assert info.meta["slice_order"] == "mosaic_tile" and [ref.frame for ref in info.slices] == [0, 1, 2, 3]
+    np.testing.assert_array_equal(load_dicom(info), stack)
+    assert check(info).meta["notes"] == ["no usable slice positions or orientation: slices ordered by their tiles in the mosaic"]

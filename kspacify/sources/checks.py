@@ -36,6 +36,8 @@ __all__ = ["check", "location", "note", "where"]
 DEFLATE_RATIO = 1100
 CODEC_RATIO = 10_000
 _UNCOMPRESSED = {"Implicit VR Little Endian", "Explicit VR Little Endian", "Explicit VR Big Endian"}
+# slice orders that are not by position (a reader's `slice_order`), as the note says them
+_UNPOSITIONED = {"instance_number": "instance number", "file": "file name", "mosaic_tile": "their tiles in the mosaic"}
 
 
 def location(info: VolumeInfo) -> str:
@@ -54,7 +56,10 @@ def where(files: Sequence[str]) -> str:
 
 
 def note(info: VolumeInfo, text: str) -> VolumeInfo:
-    """`info` with one more note (PHI-free text, shown to the user and kept in the output's meta)."""
+    """`info` with one more note (PHI-free text, shown to the user and kept in the output's meta);
+    a note it has already is not repeated (a manifest's volumes pass `check` again)."""
+    if text in info.meta.get("notes", []):
+        return info
     return replace(info, meta={**info.meta, "notes": [*info.meta.get("notes", []), text]})
 
 
@@ -121,9 +126,8 @@ def check(info: VolumeInfo) -> VolumeInfo | Skipped:
         return Skipped(location(info), f"{slices} slices with gaps from {gaps[0]} to {gaps[1]} mm between them "
                                        "(slices missing?): a volume needs one slice spacing", failed=True)  # fmt: skip
     order = info.meta.get("slice_order")
-    if order in ("instance_number", "file") and slices > 1:
-        by = "instance number" if order == "instance_number" else "file name"
-        info = note(info, f"no usable slice positions or orientation: slices ordered by {by}")
+    if order in _UNPOSITIONED and slices > 1:
+        info = note(info, f"no usable slice positions or orientation: slices ordered by {_UNPOSITIONED[order]}")
     step, row, col = (float(v) for v in info.spacing)
     usable = [math.isfinite(v) and v > 0 for v in (step, row, col)]
     if not usable[0]:

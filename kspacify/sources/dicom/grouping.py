@@ -286,6 +286,8 @@ def _position_keys(group: Group, inplane: InPlane) -> tuple[list[float] | None, 
     if group.iop is not None and all(im.position is not None for im in group.images):
         normal = np.asarray(inplane.normal)
         return [float(np.dot(im.position, normal)) for im in group.images], "position"
+    if "mosaic_grid" in group.facts.meta:  # a mosaic's slices are its tiles, in order (instance: the file's)
+        return [float(im.frame or 0) for im in group.images], "mosaic_tile"
     if all(im.instance is not None for im in group.images):
         return [float(im.instance) for im in group.images], "instance_number"
     return None, "file"
