@@ -97,6 +97,7 @@ class Group:
     facts: GroupFacts
     patient: str
     images: list[Image]
+    stale: bool = False  # the file its facts came from was removed (`Grouper.remove`)
 
     @property
     def iop(self) -> tuple[float, ...] | None:
@@ -198,21 +199,48 @@ class Grouper:
             self._directional.add(key.series_uid)
         self._add(key, facts, images, patient)
 
+    def _clustered(self, key: GroupKey, add: bool) -> GroupKey:
+        """`key` with its orientation the series' reference one within _IOP_TOL (`add`: a new one
+        becomes a reference)."""
+        iop = key.orientation
+        if iop is None:
+            return key
+        for ref in self._orientations.get(key.series_uid, ()):
+            if ref == iop or max(abs(a - b) for a, b in zip(ref, iop)) < _IOP_TOL:
+                return key._replace(orientation=ref)
+        if add:
+            self._orientations[key.series_uid].append(iop)
+        return key
+
+    def images_like(self, key: GroupKey) -> int:
+        """How many images the group of `key` holds so far."""
+        group = self.groups.get(self._clustered(key, add=False))
+        return len(group.images) if group is not None else 0
+
     def _add(self, key: GroupKey, facts: GroupFacts, images: list[Image], patient: str) -> None:
         self._used.add(images[0].path)
-        iop = key.orientation
-        if iop is not None:
-            for ref in self._orientations[key.series_uid]:
-                if ref == iop or max(abs(a - b) for a, b in zip(ref, iop)) < _IOP_TOL:
-                    iop = ref
-                    break
-            else:
-                self._orientations[key.series_uid].append(iop)
-            key = key._replace(orientation=iop)
+        key = self._clustered(key, add=True)
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group(key, facts, patient, [])
+        elif group.stale:
+            group.facts, group.stale = facts, False
         group.images.extend(images)
+
+    def remove(self, path: str) -> None:
+        """Take the images of file `path` out again (a copy of them turned out to be the one to use)."""
+        for key in list(self.groups):
+            group = self.groups[key]
+            kept = [image for image in group.images if image.path != path]
+            if len(kept) == len(group.images):
+                continue
+            if not kept:
+                del self.groups[key]
+            else:  # its facts may be the removed file's: the next image added gives them
+                group.images, group.stale = kept, True
+        for series_uid, held in self._isotropic.items():
+            self._isotropic[series_uid] = [entry for entry in held if entry[2][0].path != path]
+        self._used.discard(path)
 
     def _emitted(self, key: GroupKey) -> bool:
         """Whether the group's volumes are volumes (phase groups are otherwise only paired)."""
@@ -234,14 +262,17 @@ class Grouper:
             by_series[key.series_uid].append(key)
         magnitudes: list[Built] = []
         phases: list[Built] = []
+        # only the studies with phase images pair anything (the others pay nothing for it)
+        pairing = {(g.patient, g.facts.study_uid) for k, g in self.groups.items() if k.component == "phase"}
         for series_uid, keys in by_series.items():
             # echo labels (names) from what is written: phase groups kept only for pairing do not count
             echo_labels = _echo_labels([k for k in keys if self._emitted(k)], self.groups)
             for key in keys:
                 group = self.groups[key]
-                positions_of = {(image.path, image.frame): image.position for image in group.images}
+                pairs = key.component in (None, "phase") and (group.patient, group.facts.study_uid) in pairing
+                positions_of = {(im.path, im.frame): im.position for im in group.images} if pairs else {}
                 for item in _group_volumes(group, echo_labels.get(key), len(set(echo_labels.values())), pseudonymize):
-                    if isinstance(item, VolumeInfo) and key.component in (None, "phase"):
+                    if pairs and isinstance(item, VolumeInfo):
                         built = Built(item, key, group.facts, tuple(positions_of[(ref.path, ref.frame)] for ref in item.slices))
                         (magnitudes if key.component is None else phases).append(built)
                         if key.component is None:

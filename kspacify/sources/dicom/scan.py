@@ -12,13 +12,14 @@ import hashlib
 import multiprocessing
 import os
 import zlib
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -120,35 +121,66 @@ def scan_dicom(
     paths: Iterable[Path], pseudonymize: Pseudonymizer, *, keep_components: bool = False, workers: int = 1
 ) -> Iterator[VolumeInfo | Skipped]:
     """Read headers of `paths`; yield Skipped for files not used (as found), then, once every file
-    has been read, copies of one image (`resolve_copies`) and the volumes.
+    has been read, what copies of one image left over (`resolve_copies`), then the volumes.
 
-    With `workers` > 1 (and enough files) the files are read by that many processes; the result
-    is the same, since everything that depends on other files is done here, in input order.
+    Files are grouped as they are read (memory stays one record per image); a file whose SOP
+    Instance UID an earlier one has is held back, and resolved with the earlier one (read again)
+    at the end. With `workers` > 1 (and enough files) the files are read by that many processes;
+    the result is the same, since everything that depends on other files is done here, in input order.
     """
     grouper = Grouper(keep_components)
-    reads: list[FileRead] = []
     patients: dict[str, str] = {}
+    first_seen: dict[bytes, tuple[str, FileRead | None]] = {}  # UID digest -> first path (its read if not grouped)
+    held: dict[bytes, list[FileRead]] = {}  # later files with that UID
+
+    def group(read: FileRead) -> None:
+        pid = read.patient_id
+        if pid not in patients:
+            patients[pid] = pseudonymize(pid)
+        for key, facts, slices, diffusion in read.images:
+            grouper.add(key, facts, slices, patients[pid], diffusion)
+
     with _reads(paths, keep_components, workers) as found:
         for read in found:
             if workers > 1:
                 stop_if_signalled()  # (read here, the caller's own checks between paths do it)
             if read.skip is not None:
                 yield read.skip
+                continue
+            if read.digest is not None:
+                if read.digest in first_seen:
+                    held.setdefault(read.digest, []).append(read)
+                    continue
+                first_seen[read.digest] = (read.path, read if read.late_skip is not None else None)
+            if read.late_skip is not None:
+                yield read.late_skip
             else:
-                reads.append(read)
-    dropped = resolve_copies(reads)
-    for index, read in enumerate(reads):
-        if index in dropped:
-            yield dropped[index]
-            continue
-        if read.late_skip is not None:
-            yield read.late_skip
-            continue
-        pid = read.patient_id
-        if pid not in patients:
-            patients[pid] = pseudonymize(pid)
-        for key, facts, slices, diffusion in read.images:
-            grouper.add(key, facts, slices, patients[pid], diffusion)
+                group(read)
+    winners: list[FileRead] = []  # copies used instead of the first: grouped once every loser is out
+    for digest, later in held.items():
+        path, kept_aside = first_seen[digest]
+        first = kept_aside or read_file(path, keep_components)
+        grouped = kept_aside is None
+        if first.skip is not None:  # changed since it was read: it goes, the copies decide alone
+            grouper.remove(path)
+            yield first.skip
+            copies, grouped = later, False
+        else:
+            copies = [first, *later]
+        keep, dropped = resolve_copies(copies, grouper.images_like)
+        for index, skip in dropped.items():
+            if not (index == 0 and copies[0] is first and not grouped):  # (a late skip was said already)
+                yield skip
+        if copies[keep] is not first:
+            if grouped:
+                grouper.remove(path)
+            winner = copies[keep]
+            if winner.late_skip is not None:
+                yield winner.late_skip
+            else:
+                winners.append(winner)
+    for winner in winners:
+        group(winner)
 
     yield from grouper.volumes(pseudonymize)
 
@@ -156,47 +188,40 @@ def scan_dicom(
 DUPLICATE = "duplicate copy of an image already found in another file"
 
 
-def resolve_copies(reads: list[FileRead]) -> dict[int, Skipped]:
-    """Of files sharing a SOP Instance UID, the ones not to use, by index, with why.
+def resolve_copies(copies: list[FileRead], support: Callable[[Any], int]) -> tuple[int, dict[int, Skipped]]:
+    """Of files sharing a SOP Instance UID (in input order), the one to use and, by index, the
+    others with why (`support(key)`: how many images the group of a key holds).
 
     Copies that are the same bytes, or that decode to the same values of the same image records,
     are one image: the first is used, the others counted as duplicates. Copies that differ are
     decoded: one that does not decode is a damaged copy (a fault, named), and of those that do, the
     one whose series holds the most images like it is used (a valid series keeps its slice
     whatever order the walk met the copies in); the others are conflicting copies (a fault, named).
-    Only files whose UID is shared are compared, so a scan without copies costs nothing here."""
-    shared: dict[bytes, list[int]] = defaultdict(list)
-    for index, read in enumerate(reads):
-        if read.digest is not None:
-            shared[read.digest].append(index)
-    support = Counter(key for read in reads for key in {entry[0] for entry in read.images})
+    Only files whose UID is shared come here, so a scan without copies costs nothing."""
     out: dict[int, Skipped] = {}
-    for indices in shared.values():
-        if len(indices) < 2:
+    distinct = _same_bytes(copies, list(range(len(copies))))
+    for members in distinct:
+        out.update((i, Skipped(copies[i].path, DUPLICATE)) for i in members[1:])
+    firsts = [members[0] for members in distinct]
+    if len(firsts) == 1:
+        return firsts[0], out
+    values = {i: decoded(copies[i].path) for i in firsts}
+    usable = [i for i in firsts if not isinstance(values[i], str)]
+    keep = max(usable, key=lambda i: (sum(support(entry[0]) for entry in copies[i].images), -i)) if usable else firsts[0]
+    used = copies[keep].path
+    for i in firsts:
+        if i == keep:
             continue
-        distinct = _same_bytes(reads, indices)
-        for members in distinct:
-            out.update((i, Skipped(reads[i].path, DUPLICATE)) for i in members[1:])
-        firsts = [members[0] for members in distinct]
-        if len(firsts) == 1:
-            continue
-        values = {i: decoded(reads[i].path) for i in firsts}
-        usable = [i for i in firsts if not isinstance(values[i], str)]
-        keep = max(usable, key=lambda i: (sum(support[entry[0]] for entry in reads[i].images), -i)) if usable else firsts[0]
-        used = reads[keep].path
-        for i in firsts:
-            if i == keep:
-                continue
-            path, value = reads[i].path, values[i]
-            if isinstance(value, str):
-                out[i] = Skipped(path, f"{value}; a damaged copy (the same SOP Instance UID) of {used}, which is used",
-                                 failed=True)  # fmt: skip
-            elif not isinstance(values[keep], str) and _same_image(reads[i], reads[keep], value, values[keep]):
-                out[i] = Skipped(path, DUPLICATE)
-            else:
-                out[i] = Skipped(path, f"conflicting copy: the same SOP Instance UID as {used}, but another image: "
-                                       "not used", failed=True)  # fmt: skip
-    return out
+        path, value = copies[i].path, values[i]
+        if isinstance(value, str):
+            out[i] = Skipped(path, f"{value}; a damaged copy (the same SOP Instance UID) of {used}, which is used",
+                             failed=True)  # fmt: skip
+        elif not isinstance(values[keep], str) and _same_image(copies[i], copies[keep], value, values[keep]):
+            out[i] = Skipped(path, DUPLICATE)
+        else:
+            out[i] = Skipped(path, f"conflicting copy: the same SOP Instance UID as {used}, but another image: "
+                                   "not used", failed=True)  # fmt: skip
+    return keep, out
 
 
 def _same_bytes(reads: list[FileRead], indices: list[int]) -> list[list[int]]:
