@@ -83,8 +83,8 @@ class Sampler(ABC):
         sampler's own; ODE samplers ignore it)."""
         if generator is None:
             raise TypeError(f"{self.name} sampler: pass a torch.Generator (no global RNG is used)")
-        if magnitude.dim() != 4 or magnitude.shape[1] != 1:
-            raise ValueError(f"{self.name} sampler: magnitude must be (B, 1, H, W), got {tuple(magnitude.shape)}")
+        if magnitude.dim() != 4:
+            raise ValueError(f"{self.name} sampler: the condition must be (B, C, H, W) (magnitude, then any acquisition channels), got {tuple(magnitude.shape)}")
         steps = self.default_steps if steps is None else int(steps)
         magnitude = magnitude.float()
         batch = magnitude.shape[0]
