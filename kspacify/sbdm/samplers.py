@@ -94,7 +94,7 @@ class Sampler(ABC):
         else:
             device_type = magnitude.device.type
 
-            def autocast() -> Any:
+            def autocast() -> Any:  # type: ignore[misc]
                 return torch.autocast(device_type=device_type, dtype=dtype)
 
         def score_fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
