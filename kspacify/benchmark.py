@@ -326,7 +326,7 @@ def _seen_volumes(synthesizers: dict[str, Any], refs: Sequence[Any]) -> dict[str
 
 
 def _plan(config: BenchmarkConfig, methods: Sequence[str]) -> list[Cell]:
-    cells = []
+    cells = []  # type: ignore[var-annotated]
     for r in config.sweep:
         for acs in config.acs:
             for method in methods:

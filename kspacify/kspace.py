@@ -31,7 +31,7 @@ def fft2c(image: ArrayT) -> ArrayT:
         x = torch.fft.ifftshift(image, dim=(-2, -1))
         x = torch.fft.fft2(x, dim=(-2, -1), norm="ortho")
         return torch.fft.fftshift(x, dim=(-2, -1))  # type: ignore[return-value]
-    return _centred(image, scipy.fft.fft2)  # type: ignore[return-value]
+    return _centred(image, scipy.fft.fft2)  # type: ignore[arg-type, return-value]
 
 
 def ifft2c(kspace: ArrayT) -> ArrayT:
@@ -42,7 +42,7 @@ def ifft2c(kspace: ArrayT) -> ArrayT:
         x = torch.fft.ifftshift(kspace, dim=(-2, -1))
         x = torch.fft.ifft2(x, dim=(-2, -1), norm="ortho")
         return torch.fft.fftshift(x, dim=(-2, -1))  # type: ignore[return-value]
-    return _centred(kspace, scipy.fft.ifft2)  # type: ignore[return-value]
+    return _centred(kspace, scipy.fft.ifft2)  # type: ignore[arg-type, return-value]
 
 
 def _centred(x: np.ndarray, transform, in_place: bool = False) -> np.ndarray:  # type: ignore[no-untyped-def]

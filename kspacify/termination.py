@@ -75,7 +75,7 @@ def _unraisable(hook: Any) -> Any:
 def _install() -> dict[int, Any]:
     previous = {number: signal.signal(number, _handler) for number in _STOPS}
     sys.unraisablehook = _unraisable(sys.__unraisablehook__)
-    return previous
+    return previous  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

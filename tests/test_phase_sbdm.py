@@ -238,3 +238,23 @@ def test_auto_takes_a_checkpoint_only_when_its_card_beats_physics(checkpoint, mo
     assert not ok and "less realistic than physics" in reason and "feature_fd 9.0" in reason
     ok, reason = with_realism({"model": {k: v / 2 for k, v in physics.items()}, "physics": physics})
     assert ok and "more realistic than physics" in reason
+
+
+def test_a_conditioned_checkpoint_reads_the_acquisition(tmp_path):
+    """A network with acquisition channels samples; the same seed with another acquisition differs."""
+    from dataclasses import replace
+
+    from kspacify.acquisition import UNKNOWN, Acquisition, Family
+    from kspacify.sbdm.conditioning import FEATURES
+
+    path = tmp_path / "sbdm-small.safetensors"
+    model = ScoreNet(replace(TINY, cond_channels=1 + FEATURES), seed=0)
+    torch.nn.init.normal_(model.conv_in.weight, std=0.5)  # an untrained net's zero blocks would ignore the condition
+    save_checkpoint(path, model, sde=VESDE(sigma_max=phasor_sigma_max(16, 16)))
+    method = synth(path, steps=4, background="model")
+    magnitude, _ = phantom(2, 16)
+    spin = Acquisition(field_strength_t=3.0, family=Family.SPIN_ECHO, refocused=True)
+    a = method.synthesize(magnitude, np.random.default_rng(0), spin)
+    assert a.shape == magnitude.shape and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, method.synthesize(magnitude, np.random.default_rng(0), spin))
+    assert not np.array_equal(a, method.synthesize(magnitude, np.random.default_rng(0), UNKNOWN))

@@ -26,7 +26,7 @@ def _split_list(values: list[str], cast: Callable[[str], T], option: str) -> lis
 @user_errors
 def command(
     acceleration: Annotated[Optional[list[str]], typer.Option("--R", help="Acceleration(s) R, e.g. --R 4 or --R 2,3,4,6 (sweep; up to 8 and beyond, as long as the sampled lines hold the ACS). Default: the profile's.", show_default=False)] = None,
-    acs: Annotated[list[str], typer.Option("--acs", help="ACS (fully sampled centre) lines, e.g. --acs 26 or --acs 16,26,31.")] = ["26"],
+    acs: Annotated[Optional[list[str]], typer.Option("--acs", help="ACS (fully sampled centre) lines, e.g. --acs 26 or --acs 16,26,31 (default 26).", show_default=False)] = None,
     data: Annotated[Optional[Path], typer.Option(help="Complex MRI (fastMRI .h5, complex NIfTI, ...). Default: the shared real-phase train set if present, else the real-phase demo set, else the project's examples with physics phase.", show_default=False)] = None,
     test_data: Annotated[Optional[Path], typer.Option(help="Test on the real k-space of every volume here (e.g. fastMRI's validation set); --data then gives recTrain and recVal.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output directory (results, figures, checkpoints). Default: kspacify-benchmark-PROFILE.", show_default=False)] = None,
@@ -66,7 +66,7 @@ def command(
         data=data,
         test_data=test_data,
         accelerations=tuple(_split_list(acceleration, float, "--R")) if acceleration else None,
-        acs=tuple(_split_list(acs, int, "--acs")),
+        acs=tuple(_split_list(acs or ["26"], int, "--acs")),
         seeds=seeds,
         methods=tuple(_split_list(methods, str, "--methods")) if methods else METHODS,
         profile=chosen, mask=mask, max_steps=max_steps, max_minutes=max_minutes, size=size, device=device,

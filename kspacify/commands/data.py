@@ -53,7 +53,7 @@ def command(
             min_tissue=min_tissue, min_size=min_size, isotropy=isotropy, phase_options={key: settings[key] for key in given},
         )  # fmt: skip
     except ValueError as error:
-        raise usage_error(console, str(error))
+        raise usage_error(console, str(error)) from None
 
     archives = [Path(s) for s in source or []]
     if packages is None:
@@ -64,10 +64,10 @@ def command(
         try:
             items, skipped = data_build.collect(inputs, archives, packages=packages, workdir=Path(scratch), salt=load_salt(salt))
         except data_build.BuildError as error:
-            raise usage_error(console, str(error))
-        for item in skipped:
-            if item.failed:
-                say(console, f"failed: {item.path}: {item.reason}")
+            raise usage_error(console, str(error)) from None
+        for skip in skipped:
+            if skip.failed:
+                say(console, f"failed: {skip.path}: {skip.reason}")
         quiet = sum(1 for s in skipped if not s.failed)
         if quiet:
             say(console, f"skipped {quiet} file(s) that are not MR magnitude volumes")
@@ -81,7 +81,7 @@ def command(
         try:
             data_build.prepare_output(out, overwrite)
         except data_build.BuildError as error:
-            raise usage_error(console, str(error))
+            raise usage_error(console, str(error)) from None
         failures = sum(1 for s in skipped if s.failed)
         try:
             for built in data_build.run(items, config, out):
@@ -95,7 +95,7 @@ def command(
                     print(json.dumps({"status": "written", **{k: record[k] for k in ("key", "file", "slices", "draws", "planes")}}), flush=True)
         except KeyboardInterrupt:
             say(console, "interrupted; rerun with --overwrite to replace the partial build")
-            raise typer.Exit(int(Exit.INTERRUPTED))
+            raise typer.Exit(int(Exit.INTERRUPTED)) from None
     totals = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["totals"]
     say(console, f"{totals['subjects']} subject(s), {totals['volumes']} volume(s), {totals['slices']} slices x {draws} draws"
                  f" = {totals['pairs']} pairs in {out} ({time.perf_counter() - started:.0f} s)")  # fmt: skip

@@ -33,7 +33,7 @@ def run_training(
         result = train()
     except KeyboardInterrupt:
         say(console, "interrupted; rerun the same command to resume from the last checkpoint")
-        raise typer.Exit(int(Exit.INTERRUPTED))
+        raise typer.Exit(int(Exit.INTERRUPTED)) from None
     if World.from_env().is_main:
         status = "finished" if result.finished else f"stopped ({result.stopped.replace('_', '-')}); rerun to resume"
         weights = str(result.weights) if result.weights else None

@@ -126,8 +126,8 @@ class _Entry:
 
 def _probe(path: Path) -> _Entry:
     image = nibabel.load(str(path))
-    dtype = image.get_data_dtype()
-    return _Entry(path, tuple(int(n) for n in image.shape), bool(np.issubdtype(dtype, np.complexfloating)))
+    dtype = image.get_data_dtype()  # type: ignore[attr-defined]
+    return _Entry(path, tuple(int(n) for n in image.shape), bool(np.issubdtype(dtype, np.complexfloating)))  # type: ignore[attr-defined]
 
 
 def scan_directory(
@@ -187,7 +187,7 @@ def scan_directory(
             if path not in used:
                 wanted = {"mag": "phase", "phase": "magnitude", "real": "imaginary", "imag": "real"}[role]
                 skipped.append((path, f"{role} NIfTI without a {wanted} partner for '{base}'", False))
-    for name, path in plain.items():
+    for path in plain.values():
         skipped.append((path, "real-valued NIfTI without a phase partner (magnitude only)", False))
     return sorted((_with_sidecar(ref) for ref in refs), key=lambda ref: ref.file), sorted(skipped)
 
@@ -215,7 +215,7 @@ def _with_sidecar(ref: VolumeRef) -> VolumeRef:
     data = _sidecar(ref)
     if not data:
         return ref
-    volume = data.get("volume") if isinstance(data.get("volume"), dict) else {}
+    volume: dict[str, Any] = data["volume"] if isinstance(data.get("volume"), dict) else {}
     subject = data.get("subject", volume.get("subject"))
     meta = dict(ref.meta)
     patient = ref.patient
@@ -255,7 +255,7 @@ def _volumes(array: np.ndarray) -> np.ndarray:
 
 
 def _load(path: str, dtype: type) -> np.ndarray:
-    return np.asarray(nibabel.load(path).get_fdata(dtype=dtype))
+    return np.asarray(nibabel.load(path).get_fdata(dtype=dtype))  # type: ignore[attr-defined]
 
 
 def read(ref: VolumeRef, size: int = 256) -> Iterator[ComplexSlice]:

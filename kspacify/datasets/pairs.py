@@ -96,7 +96,11 @@ class PairSet:
 def load_pairs(refs: Sequence[VolumeRef], size: int = 256, assume: Acquisition = UNKNOWN) -> PairSet:
     """Every slice of the listed volumes, size x size; a volume's acquisition is what its files say,
     else `assume` (data whose files are silent, e.g. a folder of known spin-echo scans)."""
-    magnitudes, phases, volumes, keys, acquisitions = [], [], [], [], []
+    magnitudes: list[np.ndarray] = []
+    phases: list[np.ndarray] = []
+    volumes: list[int] = []
+    keys: list[str] = []
+    acquisitions: list[Acquisition] = []
     for ref in refs:
         slices = list(read_volume(ref, size))
         if not slices:

@@ -136,7 +136,7 @@ class GanTask(TrainTask):
             },
         }  # fmt: skip
 
-    def dataset(self) -> PairDataset:
+    def dataset(self) -> PairDataset:  # type: ignore[override]
         return PairDataset(self.train, _gan_sample)
 
     def build(self, device: torch.device) -> dict[str, Part]:
@@ -151,7 +151,7 @@ class GanTask(TrainTask):
                 elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.weight is not None:
                     nn.init.normal_(module.weight, 1.0, 0.02)
                     nn.init.zeros_(module.bias)
-        adam = lambda m: torch.optim.Adam(m.parameters(), lr=self.lr, betas=self.betas)  # noqa: E731
+        adam = lambda m: torch.optim.Adam(m.parameters(), lr=self.lr, betas=self.betas)  # type: ignore[arg-type]  # noqa: E731
         return {"generator": Part(generator, adam(generator)), "discriminator": Part(discriminator, adam(discriminator))}
 
     def step(self, ctx: StepContext, batch: Any) -> dict[str, torch.Tensor]:
@@ -210,7 +210,7 @@ def evaluate(generator: nn.Module, pairs: PairSet, device: torch.device | str = 
         magnitude = torch.from_numpy(pairs.magnitude[start : start + batch_size]).to(device)
         phase = torch.from_numpy(pairs.phase[start : start + batch_size]).to(device)
         target = canonical_phasor(magnitude, phase)
-        fake = generator(magnitude[:, None], sample_noise(generator.config, magnitude[:, None], rng)).float()
+        fake = generator(magnitude[:, None], sample_noise(generator.config, magnitude[:, None], rng)).float()  # type: ignore[arg-type]
         l1_sum += float((fake - target).abs().sum()) / 2
         pixels += target[:, 0].numel()
         error = torch.atan2(fake[:, 1] * target[:, 0] - fake[:, 0] * target[:, 1], (fake * target).sum(1)).abs()

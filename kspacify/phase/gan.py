@@ -63,7 +63,7 @@ def load_generator(path: str | os.PathLike[str], device: Any = "cpu") -> tuple[A
     from kspacify.training import PairError, load_weights
 
     try:
-        tensors, card = load_weights(path)
+        tensors, card = load_weights(path)  # type: ignore[arg-type]
     except PairError as error:
         raise OptionError(f"gan phase: checkpoint unusable: {error}; {FALLBACK}") from None
     try:

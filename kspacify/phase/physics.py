@@ -265,7 +265,7 @@ def dipole_field(
     _, height, width = chi3.shape
     hp, wp = _padded_shape(height, width, pad_factor)
     top, left = (hp - height) // 2, (wp - width) // 2
-    padded = np.pad(
+    padded = np.pad(  # type: ignore[call-overload]
         chi3.astype(np.float32, copy=False),
         ((0, 0), (top, hp - height - top), (left, wp - width - left)),
         mode=pad_mode,
@@ -504,6 +504,6 @@ METHOD = MethodSpec(
     options=PhysicsSettings,
     build=lambda options, device: PhysicsPhase(options),
     auto_rank=50,
-    usable=lambda device, acquisition=UNKNOWN: (True, "model-free physics model"),
+    usable=lambda device, acquisition=UNKNOWN: (True, "model-free physics model"),  # type: ignore[misc]
     uses=("field_strength_t", "echo_time_ms", "refocused (spin or gradient echo)", "b0_direction (slice orientation)"),
 )

@@ -99,7 +99,7 @@ class SbdmPhase:
         if precision != "fp32" and self.device.type != "cuda":
             raise OptionError(f"sbdm phase: precision {precision} is for CUDA only; {self.device} runs fp32")
         self.precision = precision
-        self.autocast_dtype = getattr(torch, PRECISIONS[precision]) if PRECISIONS[precision] else None
+        self.autocast_dtype = getattr(torch, PRECISIONS[precision]) if PRECISIONS[precision] else None  # type: ignore[arg-type]
 
         checkpoint = options.checkpoint
         if checkpoint is None:
@@ -117,7 +117,7 @@ class SbdmPhase:
         self.channels_last = options.channels_last
         self.compiled = options.compile
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = torch.compile(model) if self.compiled else model
 
     def settings(self) -> dict[str, Any]:

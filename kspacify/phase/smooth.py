@@ -70,5 +70,5 @@ METHOD = MethodSpec(
     options=SmoothPhase,
     build=lambda options, device: options,
     auto_rank=100,
-    usable=lambda device, acquisition=UNKNOWN: (True, "model-free, always available"),
+    usable=lambda device, acquisition=UNKNOWN: (True, "model-free, always available"),  # type: ignore[misc]
 )

@@ -44,11 +44,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-
-from kspacify.weights import BUNDLED
 from torch import nn
 
 from kspacify.phase.physics import PhysicsPhase, PhysicsSettings, draw_parameters
+from kspacify.weights import BUNDLED
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -132,7 +131,7 @@ class PhaseFeatureNet(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
-                nn.init.zeros_(module.bias)
+                nn.init.zeros_(module.bias)  # type: ignore[arg-type]
 
     def raw_features(self, pooled: torch.Tensor) -> torch.Tensor:
         """Unstandardized features of inputs already average-pooled by `input_pool`."""
@@ -140,7 +139,7 @@ class PhaseFeatureNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = F.avg_pool2d(x, self.config.input_pool) if self.config.input_pool > 1 else x
-        return (self.raw_features(pooled) - self.feature_mean) / self.feature_std
+        return (self.raw_features(pooled) - self.feature_mean) / self.feature_std  # type: ignore[operator]
 
 
 def network_input(magnitude: np.ndarray, phase: np.ndarray) -> np.ndarray:
@@ -323,8 +322,8 @@ def train_feature_net(
     with torch.no_grad():
         chunks = (torch.from_numpy(inputs[i : i + 64].astype(np.float32)) for i in range(0, len(inputs), 64))
         raw = torch.cat([net.raw_features(x) for x in chunks])
-        net.feature_mean.copy_(raw.mean(0))
-        net.feature_std.copy_(raw.std(0).clamp_min(1e-6))
+        net.feature_mean.copy_(raw.mean(0))  # type: ignore[operator]
+        net.feature_std.copy_(raw.std(0).clamp_min(1e-6))  # type: ignore[operator]
     report: dict[str, Any] = {
         "steps": steps,
         "batch_size": batch_size,

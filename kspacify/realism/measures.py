@@ -147,7 +147,7 @@ def radial_spectra(magnitude: np.ndarray, phase: np.ndarray, weight: np.ndarray 
     counts = np.bincount(which[inside], minlength=edges.size - 1)
     flat = density.reshape(batch, -1)[:, inside]
     spectra = np.stack([np.bincount(which[inside], weights=row, minlength=edges.size - 1) for row in flat])
-    spectra = spectra / np.maximum(counts, 1)
+    spectra = spectra / np.maximum(counts, 1)  # type: ignore[assignment]
     empty = overlap[:, 0, 0] <= 0
     spectra[empty] = np.nan
     return spectra

@@ -225,7 +225,7 @@ def apply_mask(kspace: Any, mask: Any) -> Any:
         if m.ndim == 1:
             m = m.reshape(1, -1)
         return kspace * m
-    m = np.asarray(mask, dtype=bool)
+    m = np.asarray(mask, dtype=bool)  # type: ignore[assignment]
     if m.ndim == 1:
         m = m.reshape(1, -1)
     return kspace * m

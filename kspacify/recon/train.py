@@ -226,7 +226,7 @@ class VarNetTask(TrainTask):
             },
         }
 
-    def dataset(self) -> PairDataset:
+    def dataset(self) -> PairDataset:  # type: ignore[override]
         return PairDataset(self.data, _training_sample)
 
     def build(self, device: torch.device) -> dict[str, Part]:

@@ -118,7 +118,7 @@ class UNet(nn.Module):
             c //= 2
         self.head = nn.Conv2d(c, out_chans, kernel_size=1)
         nn.init.zeros_(self.head.weight)  # a zero correction at the start: the VarNet begins as zero-filling
-        nn.init.zeros_(self.head.bias)
+        nn.init.zeros_(self.head.bias)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

@@ -161,7 +161,7 @@ def _conv(cin: int, cout: int, kernel: int = 3, zero: bool = False) -> nn.Conv2d
         nn.init.zeros_(conv.weight)
     else:
         nn.init.xavier_uniform_(conv.weight)
-    nn.init.zeros_(conv.bias)
+    nn.init.zeros_(conv.bias)  # type: ignore[arg-type]
     return conv
 
 
@@ -181,7 +181,7 @@ class GaussianFourierEmbedding(nn.Module):
         self.register_buffer("weight", weight.to(torch.empty(()).device))  # honours a meta device context
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        proj = x[:, None] * self.weight[None, :].to(x.dtype) * (2 * math.pi)
+        proj = x[:, None] * self.weight[None, :].to(x.dtype) * (2 * math.pi)  # type: ignore[index]
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=1)
 
 
@@ -277,7 +277,7 @@ class ScoreNet(nn.Module):
                 skip_ch.append(ch)
             stage = nn.Module()
             stage.blocks, stage.attns = blocks, attns
-            stage.downsample = ResBlock(ch, ch, temb_dim, c.dropout, "down") if level < levels - 1 else None
+            stage.downsample = ResBlock(ch, ch, temb_dim, c.dropout, "down") if level < levels - 1 else None  # type: ignore[assignment]
             if stage.downsample is not None:
                 skip_ch.append(ch)
             self.down.append(stage)
@@ -297,7 +297,7 @@ class ScoreNet(nn.Module):
                 attns.append(AttnBlock(ch) if level in attn_levels else nn.Identity())
             stage = nn.Module()
             stage.blocks, stage.attns = blocks, attns
-            stage.upsample = ResBlock(ch, ch, temb_dim, c.dropout, "up") if level > 0 else None
+            stage.upsample = ResBlock(ch, ch, temb_dim, c.dropout, "up") if level > 0 else None  # type: ignore[assignment]
             self.up.append(stage)
         assert not skip_ch
 
@@ -328,20 +328,20 @@ class ScoreNet(nn.Module):
 
         hs = [h]
         for stage in self.down:
-            for block, attn in zip(stage.blocks, stage.attns):
+            for block, attn in zip(stage.blocks, stage.attns):  # type: ignore[arg-type]
                 h = attn(block(h, temb))
                 hs.append(h)
             if stage.downsample is not None:
-                h = stage.downsample(h, temb)
+                h = stage.downsample(h, temb)  # type: ignore[operator]
                 hs.append(h)
 
         h = self.mid1(self.mid_attn(self.mid0(h, temb)), temb)
 
         for stage in self.up:
-            for block, attn in zip(stage.blocks, stage.attns):
+            for block, attn in zip(stage.blocks, stage.attns):  # type: ignore[arg-type]
                 h = attn(block(torch.cat([h, hs.pop()], dim=1), temb))
             if stage.upsample is not None:
-                h = stage.upsample(h, temb)
+                h = stage.upsample(h, temb)  # type: ignore[operator]
 
         h = self.conv_out(F.silu(self.norm_out(h)))
         return h / sigma.to(h.dtype)[:, None, None, None]

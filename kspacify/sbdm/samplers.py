@@ -83,8 +83,8 @@ class Sampler(ABC):
         sampler's own; ODE samplers ignore it)."""
         if generator is None:
             raise TypeError(f"{self.name} sampler: pass a torch.Generator (no global RNG is used)")
-        if magnitude.dim() != 4 or magnitude.shape[1] != 1:
-            raise ValueError(f"{self.name} sampler: magnitude must be (B, 1, H, W), got {tuple(magnitude.shape)}")
+        if magnitude.dim() != 4:
+            raise ValueError(f"{self.name} sampler: the condition must be (B, C, H, W) (magnitude, then any acquisition channels), got {tuple(magnitude.shape)}")
         steps = self.default_steps if steps is None else int(steps)
         magnitude = magnitude.float()
         batch = magnitude.shape[0]
@@ -94,7 +94,7 @@ class Sampler(ABC):
         else:
             device_type = magnitude.device.type
 
-            def autocast() -> Any:
+            def autocast() -> Any:  # type: ignore[misc]
                 return torch.autocast(device_type=device_type, dtype=dtype)
 
         def score_fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

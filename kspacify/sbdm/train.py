@@ -117,7 +117,7 @@ class _GridDataset:
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.pairs.features[index] if self.pairs.features is not None else torch.from_numpy(UNKNOWN_FEATURES)
-        return self.pairs.magnitude[index], self.pairs.phasor[index], features
+        return self.pairs.magnitude[index], self.pairs.phasor[index], features  # type: ignore[return-value]
 
 
 @torch.no_grad()
@@ -189,7 +189,7 @@ class SbdmTask(TrainTask):
             },
         }
 
-    def dataset(self) -> _GridDataset:
+    def dataset(self) -> _GridDataset:  # type: ignore[override]
         return _GridDataset(self.train)
 
     def build(self, device: torch.device) -> dict[str, Part]:
