@@ -10,17 +10,38 @@ import socket
 from pathlib import Path
 from typing import Callable
 
+import dicom_factory as F
 import numpy as np
 import pydicom
 import pytest
+from corpus import (
+    ARGS,
+    DIM,
+    NIFTI_VOLUME,
+    SALT,
+    SCL_SLOPE,
+    SFORM_CODE,
+    SROW_X,
+    VOLUME,
+    Expect,
+    Reference,
+    cli,
+    convert_args,
+    edit,
+    image,
+    make_reference,
+    manifest_of,
+    nifti,
+    patch,
+    series,
+    setup,
+    verify,
+    write_lines,
+)  # fmt: skip
 from pydicom.uid import RLELossless
 
-import dicom_factory as F
-from corpus import (
-    ARGS, DIM, NIFTI_VOLUME, PIXDIM, SALT, SCL_SLOPE, SFORM_CODE, SROW_X, VOLUME, Expect, Reference, cli, convert_args,
-    edit, image, make_reference, manifest_of, nifti, patch, series, setup, verify, write_lines,
-)  # fmt: skip
-from kspacify import atomic, convert as pipeline
+from kspacify import atomic
+from kspacify import convert as pipeline
 from kspacify.sources import Pseudonymizer
 
 KINDS: dict[str, tuple[Callable[[Path], Expect], str | None]] = {}
@@ -43,7 +64,7 @@ def reference(tmp_path_factory) -> Reference:
 
 
 def _params():
-    for name, (build, xfail) in KINDS.items():
+    for name, (_build, xfail) in KINDS.items():
         marks = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
         yield pytest.param(name, marks=marks, id=name)
 

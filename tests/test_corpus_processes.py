@@ -11,20 +11,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import zlib
 from pathlib import Path
 
+import dicom_factory as F
 import numpy as np
 import pydicom
 import pytest
-from pydicom.filewriter import write_dataset, write_file_meta_info
-from pydicom.filebase import DicomBytesIO
-from pydicom.uid import DeflatedExplicitVRLittleEndian
-
-import dicom_factory as F
 from corpus import ARGS, SALT, VOLUME, Expect, Reference, Run, make_reference, nifti, setup, subprocess_cli, unprivileged, verify
-from kspacify import fastmri_io
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import re
 import warnings
 from pathlib import Path
 
+import dicom_factory as F
 import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import JPEGLSLossless
 
-import dicom_factory as F
 from kspacify.sources.base import Pseudonymizer, Skipped, SourceError, VolumeInfo
 from kspacify.sources.dicom import CODECS_FIX, load_dicom, looks_like_dicom, scan_dicom
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dicom_factory as F
 import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-import dicom_factory as F
 from kspacify.acquisition import UNKNOWN, Acquisition, Family
 from kspacify.manifest import read_manifest
 from kspacify.sources import Pseudonymizer, VolumeInfo, discover, scan

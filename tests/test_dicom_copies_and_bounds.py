@@ -7,11 +7,11 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import dicom_factory as F
 import numpy as np
 import pydicom
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
-import dicom_factory as F
 from kspacify.sources import Pseudonymizer, Skipped, VolumeInfo, discover, load, scan
 from kspacify.sources.dicom.header import DEFLATE_SLACK, open_dicom
 

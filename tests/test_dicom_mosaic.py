@@ -7,6 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
+import dicom_factory as F
 import h5py
 import nibabel
 import numpy as np
@@ -14,7 +15,6 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-import dicom_factory as F
 from kspacify.cli import app
 from kspacify.sources.base import Pseudonymizer, Skipped, VolumeInfo
 from kspacify.sources.dicom import csa_values, header_of, load_dicom, mosaic_tiles, scan_dicom

@@ -8,19 +8,19 @@ import json
 import math
 from pathlib import Path
 
+import dicom_factory as F
 import h5py
 import numpy as np
 import pydicom
 import pytest
-
-import dicom_factory as F
 from corpus import cli
+
 from kspacify import datasets
 from kspacify.kspace import ifft2c
 from kspacify.preprocess import Prepared, Preprocessing
 from kspacify.sources import Pseudonymizer, Skipped, VolumeInfo, discover, load, scan
-from kspacify.sources.dicom.phase import unit_rule
 from kspacify.sources.dicom.header import header_of
+from kspacify.sources.dicom.phase import unit_rule
 
 PZ = Pseudonymizer(b"phase")
 SLICES, N = 4, 16

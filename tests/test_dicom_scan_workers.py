@@ -4,9 +4,9 @@ input order in the main process."""
 
 from __future__ import annotations
 
+import dicom_factory as F
 import numpy as np
 
-import dicom_factory as F
 from kspacify.sources import Pseudonymizer, discover, scan
 from kspacify.sources.dicom import scan_dicom
 
@@ -35,6 +35,7 @@ def test_workers_on_the_command_line(tmp_path, monkeypatch):
     """`scan --workers N` reads headers in N processes (the manifest is the same); `convert
     --workers N` passes N on to the header pass too."""
     from corpus import cli
+
     from kspacify import convert as pipeline
 
     F.write_series(tmp_path / "a", np.ones((70, 6, 6), np.uint16))

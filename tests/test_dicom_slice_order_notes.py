@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
+import dicom_factory as F
 import h5py
 import numpy as np
 import pydicom
-
-import dicom_factory as F
 from corpus import cli
 
 VOLUME = (np.arange(4 * 8 * 8).reshape(4, 8, 8) % 50 + 10).astype(np.uint16)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dicom_factory as F
 import nibabel as nib
 import numpy as np
 
-import dicom_factory as F
 from kspacify.convert import plan
 from kspacify.sources import NIFTI_BESIDE_DICOM, Pseudonymizer, Skipped, VolumeInfo, discover, scan
 

@@ -14,8 +14,21 @@ import typer
 from rich.console import Console
 
 from kspacify.commands.common import (
-    CoilOptions, Device, Exclude, Exit, Include, Inputs, NullSeparated, PhaseOptions, Salt, Verbose, say, stderr_console,
-    stops, usage_error, user_errors,
+    CoilOptions,
+    Device,
+    Exclude,
+    Exit,
+    Include,
+    Inputs,
+    NullSeparated,
+    PhaseOptions,
+    Salt,
+    Verbose,
+    say,
+    stderr_console,
+    stops,
+    usage_error,
+    user_errors,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -95,7 +108,7 @@ def _convert(console: Console, *, inputs: Optional[list[str]], out: Path, phase_
     try:
         preprocessing = Preprocessing(size=size, fit=fit, percentile=percentile)  # type: ignore[arg-type]
     except ValueError as error:
-        raise usage_error(console, str(error))
+        raise usage_error(console, str(error)) from None
     memory_limit = parse_size(max_memory) if max_memory is not None else None
     options: dict[str, object] = dict(parse_pairs(phase_opt or []))
     options.update({k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None})

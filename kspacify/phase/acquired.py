@@ -45,6 +45,10 @@ class AcquiredPhase:
         return wrap(acquired)
 
 
+def _usable(device: str, acquisition: Acquisition = UNKNOWN) -> tuple[bool, str]:
+    return True, "the volume's acquired phase (real phase, the most realistic there is)"
+
+
 METHOD = MethodSpec(
     name="acquired",
     summary="the phase acquired with the magnitude (DICOM phase images paired with it): real phase, the most "
@@ -52,7 +56,7 @@ METHOD = MethodSpec(
     options=AcquiredOptions,
     build=lambda options, device: AcquiredPhase(),
     auto_rank=0,
-    usable=lambda device, acquisition=UNKNOWN: (True, "the volume's acquired phase (real phase, the most realistic there is)"),
+    usable=_usable,
     uses=("acquired phase",),
     needs_phase=True,
 )

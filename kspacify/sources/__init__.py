@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 from kspacify.sources.base import PhaseError, PhaseSlices, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
-from kspacify.termination import check as stop_if_signalled
 from kspacify.sources.checks import check
 from kspacify.sources.nifti import is_nifti, load_nifti, scan_nifti, sidecar_of
+from kspacify.termination import check as stop_if_signalled
 
 __all__ = [
     "Found",

@@ -166,7 +166,7 @@ def _phase_slices(value: Any) -> PhaseSlices | None:
     slices = value.get("slices")
     if not isinstance(slices, (list, tuple)) or not slices:
         raise ValueError("phase slices: a non-empty list expected")
-    numbers = {}
+    numbers: dict[str, float | None] = {}
     for key in ("scale", "offset"):
         number = value.get(key, 0.0)
         if number is None and key == "scale":
@@ -179,7 +179,7 @@ def _phase_slices(value: Any) -> PhaseSlices | None:
     if series is not None and (isinstance(series, bool) or not isinstance(series, int)):
         raise ValueError(f"phase series_number {series!r} is not a whole number")
     return PhaseSlices(tuple(_slice_ref(ref) for ref in slices), _text(value.get("unit"), "phase unit"),
-                       numbers["scale"], numbers["offset"], series)  # fmt: skip
+                       numbers["scale"], numbers["offset"] or 0.0, series)  # fmt: skip
 
 
 def _slice_ref(ref: Any) -> SliceRef:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ...acquisition import Acquisition, from_header_fields
-from ..base import Pseudonymizer, SliceRef, Skipped, VolumeInfo, stable_key
+from ..base import Pseudonymizer, Skipped, SliceRef, VolumeInfo, stable_key
 from ..checks import where
 from ..orientation import IDENTITY, InPlane, canonical_inplane
 from .header import Header, degenerate, rounded
@@ -264,7 +264,7 @@ class Grouper:
         phases: list[Built] = []
         # only the studies with phase images pair anything (the others pay nothing for it)
         pairing = {(g.patient, g.facts.study_uid) for k, g in self.groups.items() if k.component == "phase"}
-        for series_uid, keys in by_series.items():
+        for keys in by_series.values():
             # echo labels (names) from what is written: phase groups kept only for pairing do not count
             echo_labels = _echo_labels([k for k in keys if self._emitted(k)], self.groups)
             for key in keys:

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.charset import convert_encodings, default_encoding
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError

@@ -96,7 +96,8 @@ def differences(magnitude: Built, phase: Built) -> list[str]:
     elif any(position is None for position in m.positions + p.positions):
         out.append("slice positions unknown")
     else:
-        apart = float(np.max(np.linalg.norm(np.subtract(m.positions, p.positions), axis=1)))
+        ours, theirs = ([list(position or ()) for position in b.positions] for b in (m, p))
+        apart = float(np.max(np.linalg.norm(np.subtract(ours, theirs), axis=1)))
         if apart > _POSITION_TOL:
             out.append(f"slice positions (up to {apart:.3g} mm apart)")
     return out
