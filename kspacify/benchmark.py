@@ -109,8 +109,8 @@ class Profile:
 PROFILES = {
     # measured (docs/benchmark.md): the cheapest settings whose gt VarNet beats zero-filling by >= 0.03
     # SSIM on recTest at R = 4, 26 ACS lines, within 10 minutes on 2 cores for all methods
-    "quick": Profile("quick", VarNetConfig(num_cascades=3, chans=8, pools=2), lr=2e-3, steps=240, warmup_steps=20,
-                     validate_every=60, seeds=1),
+    "quick": Profile("quick", VarNetConfig(num_cascades=2, chans=4, pools=2), lr=3e-3, steps=60, warmup_steps=10,
+                     validate_every=30, seeds=1),
     "cpu": Profile("cpu", VarNetConfig(num_cascades=4, chans=8, pools=3), lr=1e-3, steps=600, warmup_steps=40,
                    validate_every=100, seeds=2, accelerations=(4.0, 8.0)),
     "paper": Profile("paper", VarNetConfig.preset("paper"), lr=3e-4, steps=None, epochs=50, validate_every=0, seeds=3,
