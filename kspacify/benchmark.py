@@ -107,12 +107,13 @@ class Profile:
 
 
 PROFILES = {
-    # measured (docs/benchmark.md): the cheapest settings whose gt VarNet beats zero-filling by >= 0.03
-    # SSIM on recTest at R = 4, 26 ACS lines, within 10 minutes on 2 cores for all methods
+    # measured (docs/benchmark.md): quick is the cheapest setting found whose gt VarNet beats zero-filling
+    # by >= 0.03 SSIM on recTest at R = 4, 26 ACS lines, all methods within 10 minutes on 2 cores (6.3);
+    # cpu trains the same network longer, with 2 seeds, at R 4 and 8, within 90 minutes
     "quick": Profile("quick", VarNetConfig(num_cascades=2, chans=4, pools=2), lr=3e-3, steps=60, warmup_steps=10,
                      validate_every=30, seeds=1),
-    "cpu": Profile("cpu", VarNetConfig(num_cascades=4, chans=8, pools=3), lr=1e-3, steps=600, warmup_steps=40,
-                   validate_every=100, seeds=2, accelerations=(4.0, 8.0)),
+    "cpu": Profile("cpu", VarNetConfig(num_cascades=2, chans=4, pools=2), lr=3e-3, steps=160, warmup_steps=10,
+                   validate_every=40, seeds=2, accelerations=(4.0, 8.0)),
     "paper": Profile("paper", VarNetConfig.preset("paper"), lr=3e-4, steps=None, epochs=50, validate_every=0, seeds=3,
                      accelerations=(2.0, 3.0, 4.0, 6.0)),
 }  # fmt: skip
