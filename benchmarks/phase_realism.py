@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 
 from kspacify import phase  # noqa: E402
 from kspacify.acquisition import UNKNOWN  # noqa: E402
+from kspacify.atomic import write_json  # noqa: E402
 from kspacify.benchmark import SHARED_REAL_PHASE_TRAIN, SHARED_TRAIN_ACQUISITION  # noqa: E402
 from kspacify.datasets import fingerprint, list_volumes, load_pairs  # noqa: E402
 from kspacify.realism import compare, default_feature_net  # noqa: E402
@@ -65,12 +66,33 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def record(card_path: Path, model: dict[str, float], physics: dict[str, float], facts: dict) -> None:
-    """Write the family's numbers into a model card (the weights, and their sha256, are untouched)."""
+def cpu_speed(synthesizer: object, pairs, slices: int = 32) -> float:  # type: ignore[no-untyped-def]
+    """Seconds per slice of `synthesizer` on one CPU thread (after a warm-up), batches of 16."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        batch = pairs.magnitude[:16]
+        synthesizer.synthesize(batch[:2], np.random.default_rng(0), pairs.acquisitions[0])  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        for start in range(0, slices, 16):
+            synthesizer.synthesize(pairs.magnitude[start : start + 16], np.random.default_rng(start), pairs.acquisitions[0])  # type: ignore[attr-defined]
+        return (time.perf_counter() - started) / slices
+    finally:
+        torch.set_num_threads(threads)
+
+
+def record(card_path: Path, model: dict[str, float], physics: dict[str, float], facts: dict, speed: float) -> None:
+    """Write the family's numbers and the CPU speed into a model card (the weights, and their sha256,
+    are untouched)."""
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    realism = card.setdefault("quality", {}).setdefault("realism", {})
-    realism.setdefault("by_family", {})[FAMILY] = {**facts, "model": model, "physics": physics}
-    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    quality = card.setdefault("quality", {})
+    quality.setdefault("realism", {}).setdefault("by_family", {})[FAMILY] = {**facts, "model": model, "physics": physics}
+    quality["speed"] = {"cpu_seconds_per_slice": round(speed, 4), "measured": facts["measured"], "threads": 1,
+                        "how": "benchmarks/phase_realism.py --card: 32 slices of 256 x 256 in batches of 16, one thread",
+                        "load_average": os.getloadavg()[0]}  # fmt: skip
+    write_json(card_path, card)
 
 
 def write_docs(block: str) -> None:
@@ -160,7 +182,8 @@ def main() -> None:
         if synthesizer is None or path is None:
             print(f"--card {name}: no checkpoint to record into")
             continue
-        record(Path(path).with_suffix(".json"), results[name]["mean"], results["physics"]["mean"], facts)
+        speed = cpu_speed(synthesizer, pairs)
+        record(Path(path).with_suffix(".json"), results[name]["mean"], results["physics"]["mean"], facts, speed)
         print(f"recorded the {FAMILY} realism in {Path(path).with_suffix('.json')}")
 
 

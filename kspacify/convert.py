@@ -130,9 +130,9 @@ def plan(
     (see `sources.scan`)."""
     infos: list[VolumeInfo] = []
     skipped: list[Skipped] = []
-    for item in sources.scan(found, Pseudonymizer(salt), keep_components=keep_components, keep_names=keep_names,
+    for item in sources.scan(found, Pseudonymizer(salt), keep_components=keep_components, keep_names=keep_names,  # type: ignore[arg-type]
                              nifti_beside_dicom=nifti_beside_dicom, workers=workers):
-        (skipped if isinstance(item, Skipped) else infos).append(item)
+        (skipped if isinstance(item, Skipped) else infos).append(item)  # type: ignore[arg-type]
     skipped_per_folder = Counter(str(Path(s.path).parent) for s in skipped)
     entries = (Entry(info, sum(skipped_per_folder[d] for d in {str(Path(f).parent) for f in info.files})) for info in infos)
     return Plan(list(name_outputs(entries, out, single_file=single_file)), skipped)

@@ -20,12 +20,11 @@ from typing import Any, Callable, Generator, Iterable, Iterator
 
 from threadpoolctl import threadpool_limits
 
-from kspacify import fastmri_io, phase
+from kspacify import fastmri_io, phase, termination
 from kspacify.atomic import remove_temporaries
-from kspacify.errors import UsageError
 from kspacify.convert import ConvertConfig, Outcome, PlannedVolume, RunContext, convert_one, load_one
+from kspacify.errors import UsageError
 from kspacify.sources import Volume
-from kspacify import termination
 from kspacify.termination import busy, worker_signals
 
 __all__ = ["ExecutorError", "run"]
@@ -158,7 +157,7 @@ def _in_processes(
         def submit(pool: ProcessPoolExecutor, item: PlannedVolume) -> Future:
             return pool.submit(_load_in_worker, item, config, context)
 
-        def finish(result: tuple[PlannedVolume, Volume | Outcome]) -> Outcome:
+        def finish(result: tuple[PlannedVolume, Volume | Outcome]) -> Outcome:  # type: ignore[misc]
             item, loaded = result
             with threadpool_limits(1, user_api="blas"):
                 return loaded if isinstance(loaded, Outcome) else convert_one(item, synthesizer, config, loaded, context)

@@ -21,8 +21,8 @@ import h5py
 import numpy as np
 
 from kspacify.atomic import temporary_for
-from kspacify.termination import shielded
 from kspacify.errors import VolumeError
+from kspacify.termination import shielded
 
 REQUIRED_ATTRS = ("kspacify_version", "max", "norm", "phase_method")
 

@@ -170,7 +170,7 @@ def _convert(console: Console, *, inputs: Optional[list[str]], out: Path, phase_
                 advance(outcome.volume.info.shape[0])
                 termination.check()
         finally:
-            outcomes.close()  # on a signal or a closed stdout: stop the workers, delete this run's temporaries now
+            outcomes.close()  # type: ignore[attr-defined]  # on a signal or a closed stdout: stop the workers, delete this run's temporaries now
     raise typer.Exit(int(Exit.SOME_FAILED if failures else Exit.OK))
 
 
@@ -285,9 +285,9 @@ class _progress:
         task = self.bar.add_task("slices", total=self.total, rate="")
 
         def advance(slices: int) -> None:
-            self.bar.advance(task, slices)
-            speed = self.bar.tasks[task].speed
-            self.bar.update(task, rate=f"{speed:.1f} slices/s" if speed else "")
+            self.bar.advance(task, slices)  # type: ignore[attr-defined]
+            speed = self.bar.tasks[task].speed  # type: ignore[attr-defined]
+            self.bar.update(task, rate=f"{speed:.1f} slices/s" if speed else "")  # type: ignore[attr-defined]
 
         return advance
 

@@ -213,12 +213,12 @@ def scan(found: Iterable[Found], pseudonymize: Pseudonymizer, *, keep_components
                 if folder in above:
                     break
                 above.add(folder)
-    for path in walked_nifti:
+    for path in walked_nifti:  # type: ignore[assignment]
         stop_if_signalled()
-        if path.parent in holding or (path.parent in above and _made_by_dcm2niix(path)):
+        if path.parent in holding or (path.parent in above and _made_by_dcm2niix(path)):  # type: ignore[arg-type, attr-defined]
             yield Skipped(str(path), NIFTI_BESIDE_DICOM, failed=False)
         else:
-            yield from map(_checked, scan_nifti([path], pseudonymize, keep_names=keep_names))
+            yield from map(_checked, scan_nifti([path], pseudonymize, keep_names=keep_names))  # type: ignore[list-item]
     for result in dicom:
         if isinstance(result, Skipped) and result.path in quiet_if_not_dicom:
             # a file met in a directory walk that neither looks nor parses like DICOM: not a fault

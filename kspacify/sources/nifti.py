@@ -108,14 +108,14 @@ def scan_nifti(paths: Iterator[Path] | list[Path], pseudonymize: Pseudonymizer,
         except Exception as error:  # nibabel raises many types for bad files
             yield Skipped(str(path), f"not a readable NIfTI file ({_short(error)})", failed=True)
             continue
-        shape = image.shape
+        shape = image.shape  # type: ignore[attr-defined]
         if len(shape) < 2 or len(shape) > 4:
             yield Skipped(str(path), f"unsupported NIfTI shape {shape}", failed=True)
             continue
         if min(shape) < 1:
             yield Skipped(str(path), f"NIfTI shape {shape} has a zero-length dimension (no voxels)", failed=True)
             continue
-        dtype = image.get_data_dtype()
+        dtype = image.get_data_dtype()  # type: ignore[attr-defined]
         if dtype.names is not None:
             yield Skipped(str(path), f"unsupported NIfTI data type {dtype} (RGB or structured)", failed=True)
             continue
@@ -130,8 +130,8 @@ def scan_nifti(paths: Iterator[Path] | list[Path], pseudonymize: Pseudonymizer,
         header = image.header
         meta: dict[str, Any] = {"plane": inplane.plane, "stored_dtype": str(dtype)}
         try:
-            meta["qform_code"] = int(header["qform_code"])
-            meta["sform_code"] = int(header["sform_code"])
+            meta["qform_code"] = int(header["qform_code"])  # type: ignore[index]
+            meta["sform_code"] = int(header["sform_code"])  # type: ignore[index]
         except (KeyError, TypeError):
             pass
         oriented = oriented_affine and bool(meta.get("qform_code", 0) or meta.get("sform_code", 0))
@@ -167,8 +167,8 @@ def load_nifti(info: VolumeInfo) -> np.ndarray:
     try:
         with quiet("nibabel"):
             image = nib.load(path)
-            proxy = image.dataobj
-            ndim = len(image.shape)
+            proxy = image.dataobj  # type: ignore[attr-defined]
+            ndim = len(image.shape)  # type: ignore[attr-defined]
             if ndim == 4:
                 data = np.asarray(proxy[:, :, :, info.meta.get("volume_index", 0)])
             elif ndim == 3:
@@ -185,7 +185,7 @@ def load_nifti(info: VolumeInfo) -> np.ndarray:
         if finite.size and float(finite.max()) > float(np.finfo(np.float32).max):
             raise SourceError(f"{path}: values up to {float(finite.max()):.3g} do not fit in float32")
     inplane, _, _ = _layout(affine)
-    data = np.moveaxis(data.astype(np.float32, copy=False), 2, 0)[[ref.frame for ref in info.slices]]
+    data = np.moveaxis(data.astype(np.float32, copy=False), 2, 0)[[ref.frame for ref in info.slices]]  # type: ignore[index]
     return np.ascontiguousarray(inplane.apply(data))  # NaN and infinity are the converter's to report
 
 

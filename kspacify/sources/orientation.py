@@ -78,4 +78,4 @@ def canonical_inplane(right: np.ndarray, down: np.ndarray) -> InPlane:
     new_normal = np.cross(new_right, new_down)
     new_normal = new_normal / np.linalg.norm(new_normal)
     unit = lambda v: tuple(float(x) for x in v / np.linalg.norm(v))  # noqa: E731
-    return InPlane(plane, bool(transpose), bool(flip_rows), bool(flip_cols), unit(new_normal), unit(new_right), unit(new_down))
+    return InPlane(plane, bool(transpose), bool(flip_rows), bool(flip_cols), unit(new_normal), unit(new_right), unit(new_down))  # type: ignore[arg-type]

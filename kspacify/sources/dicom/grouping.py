@@ -70,7 +70,7 @@ class GroupKey(NamedTuple):
         rest = (iop, self.rows, self.cols, self.pixel_spacing, self.echo_number, self.echo_time,
                 self.temporal_position, self.image_type, self.component, self.b_value, self.b_vector, self.stack)
         if self.mosaic_grid is not None:
-            rest += (self.mosaic_grid,)
+            rest += (self.mosaic_grid,)  # type: ignore[assignment]
         return repr(rest)
 
 
@@ -309,18 +309,18 @@ def _echo_labels(keys: list[GroupKey], groups: dict[GroupKey, Group]) -> dict[Gr
     for k in keys:
         facts = groups[k].facts
         labels[k] = facts.echo_number if by_number else times.index(rounded(facts.echo_time, 3)) + 1
-    return labels
+    return labels  # type: ignore[return-value]
 
 
 def _position_keys(group: Group, inplane: InPlane) -> tuple[list[float] | None, str]:
     """Per-image sort coordinate along the canonical normal, or instance numbers as fallback."""
     if group.iop is not None and all(im.position is not None for im in group.images):
         normal = np.asarray(inplane.normal)
-        return [float(np.dot(im.position, normal)) for im in group.images], "position"
+        return [float(np.dot(im.position, normal)) for im in group.images], "position"  # type: ignore[arg-type]
     if "mosaic_grid" in group.facts.meta:  # a mosaic's slices are its tiles, in order (instance: the file's)
         return [float(im.frame or 0) for im in group.images], "mosaic_tile"
     if all(im.instance is not None for im in group.images):
-        return [float(im.instance) for im in group.images], "instance_number"
+        return [float(im.instance) for im in group.images], "instance_number"  # type: ignore[arg-type]
     return None, "file"
 
 

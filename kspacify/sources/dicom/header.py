@@ -609,7 +609,7 @@ def _walk(buf: _Buffer) -> tuple[Any, int, bytes, dict[int, Any]]:
             data = buf.need(start + length)
             end = len(data)
             value = data[start:start + length] if length else empty_value_for_VR(vr, raw=True)
-            element = RawDataElement(BaseTag(tag), vr, length, value, start, implicit, True)
+            element = RawDataElement(BaseTag(tag), vr, length, value, start, implicit, True)  # type: ignore[arg-type]
             raw[element.tag] = ints[tag] = element
             if tag == 0x00080005:
                 encoding = convert_encodings(convert_raw_data_element(element).value)
@@ -634,7 +634,7 @@ class _Read:
 
     def __getitem__(self, tag: Any) -> Any:
         if self._dataset is None:
-            self._dataset = Dataset(self._raw, parent_encoding=default_encoding)
+            self._dataset = Dataset(self._raw, parent_encoding=default_encoding)  # type: ignore[arg-type]
             self._dataset.set_original_encoding(self.original_encoding[0], True, self.original_character_set)
         return self._dataset[tag]
 

@@ -162,7 +162,7 @@ def _file_images(path: str, frames: list[int | None], natives: list[NativePixels
     """Stored images (frames) of one file, rescaled float32, and whether the file is MONOCHROME1;
     read straight from the file where scan found where the values are, else decoded by pydicom."""
     if all(native is not None for native in natives):
-        return [_read_native(path, native, shape) for native in natives], natives[0].monochrome1
+        return [_read_native(path, native, shape) for native in natives], natives[0].monochrome1  # type: ignore[arg-type, union-attr]
     arrays, scales, mono1 = _read_pixels(path, frames)
     images = []
     for arr, (slope, intercept) in zip(arrays, scales):
@@ -198,7 +198,7 @@ def load_dicom(info: VolumeInfo) -> np.ndarray:
         if grid:  # a mosaic: its one stored image holds slice k as tile k
             (mosaic,), mono1 = _file_images(path, [None], [info.slices[items[0][0]].native],
                                             (stored[0] * down, stored[1] * grid))
-            images = [_tile(mosaic, k, down, grid) for _, k in items]
+            images = [_tile(mosaic, k, down, grid) for _, k in items]  # type: ignore[arg-type]
         else:
             images, mono1 = _file_images(path, [frame for _, frame in items],
                                          [info.slices[i].native for i, _ in items], stored)

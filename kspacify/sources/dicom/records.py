@@ -229,7 +229,7 @@ def read_frames(ds: Header, sop: str) -> FileFrames:
             rows, cols = rows // grid, cols // grid
             common["mosaic_grid"] = grid
         elif "VFRAME" in top_type:  # UIH: the same idea, positions listed per slice
-            down, across, positions = uih_tiles(ds, rows, cols)
+            down, across, positions = uih_tiles(ds, rows, cols)  # type: ignore[assignment]
             tiles = tuple(enumerate(positions))
             rows, cols = rows // down, cols // across
             common["mosaic_grid"] = across

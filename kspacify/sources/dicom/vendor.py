@@ -73,7 +73,7 @@ def philips_diffusion(header: Header) -> tuple[str | None, float | None]:
 
 def ge_component(header: Header) -> str | None:
     """GE stores magnitude/phase/real/imaginary in private (0043,102F) under creator GEMS_PARM_01."""
-    return _GE_COMPONENT.get(private_int(header, 0x00430010, 0x0043102F, "GEMS_PARM_01", "h"))
+    return _GE_COMPONENT.get(private_int(header, 0x00430010, 0x0043102F, "GEMS_PARM_01", "h"))  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------- Siemens CSA
@@ -154,7 +154,7 @@ def mosaic_tiles(ds: Header, rows: int, cols: int) -> tuple[int, list[tuple[floa
     csa_normal = as_vector(csa.get("SliceNormalVector"), 3)
     if csa_normal is not None and float(np.dot(csa_normal, normal)) < 0:
         normal = -normal
-    return grid, [tuple(float(v) for v in first + k * step * normal) for k in range(count)]
+    return grid, [tuple(float(v) for v in first + k * step * normal) for k in range(count)]  # type: ignore[misc]
 
 
 # ------------------------------------------------------------------------------- UIH VFRAME
