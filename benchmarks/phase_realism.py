@@ -61,7 +61,8 @@ def table(rows: list[tuple[str, dict]]) -> str:
         cells = []
         for m in ALL_MEASURES:
             values = result["per_seed"].get(m, [])
-            cells.append("" if not values else f"{np.mean(values):.3g}" if len(values) == 1 else f"{np.mean(values):.3g} ± {np.std(values, ddof=1):.2g}")
+            digits = ".4f" if m == "classifier_auroc" else ".3g"  # an AUROC of 0.9997 is not 1
+            cells.append("" if not values else f"{np.mean(values):{digits}}" if len(values) == 1 else f"{np.mean(values):{digits}} ± {np.std(values, ddof=1):.2g}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -34,6 +34,11 @@ def _card(path: Path) -> dict:
     return card if isinstance(card, dict) else {}
 
 
+def _measure(value: object) -> str:
+    """A realism measure for a one-line reason: 4 significant digits (an AUROC of 0.9997 is not 1)."""
+    return f"{value:.4g}" if isinstance(value, (int, float)) else "missing"
+
+
 def realism_gate(path: Path, method: str, family: str = "unknown") -> tuple[bool, str]:
     """`--phase auto`'s quality bar for a learned checkpoint on volumes of one sequence family: its
     model card must record realism measures (`quality.realism.by_family[family]`, lower is closer to
@@ -52,7 +57,7 @@ def realism_gate(path: Path, method: str, family: str = "unknown") -> tuple[bool
             raise ValueError("no measures")
     except (ValueError, KeyError, TypeError):
         return False, f"{path.with_suffix('.json').name} records no realism against physics for {family} volumes; use --phase {method} to force it"
-    worse = [f"{m} {model.get(m)} vs {v:.3g}" for m, v in physics.items() if not float(model.get(m, float("inf"))) < v]
+    worse = [f"{m} {_measure(model.get(m))} vs {_measure(v)}" for m, v in physics.items() if not float(model.get(m, float("inf"))) < v]
     if worse:
         return False, f"{path.name} is less realistic than physics on {family} volumes ({'; '.join(worse)}); use --phase {method} to force it"
     return True, f"{path.name} is more realistic than physics on {family} volumes on every measure"

@@ -235,7 +235,7 @@ def test_auto_takes_a_checkpoint_only_when_its_card_beats_physics(checkpoint, mo
     ok, reason = with_realism(None)
     assert not ok and "records no realism" in reason and "--phase sbdm" in reason
     ok, reason = with_realism({"model": {**physics, "feature_fd": 9.0}, "physics": physics})
-    assert not ok and "less realistic than physics" in reason and "feature_fd 9.0" in reason
+    assert not ok and "less realistic than physics" in reason and "; feature_fd 9 vs 7.7)" in reason
     ok, reason = with_realism({"model": {k: v / 2 for k, v in physics.items()}, "physics": physics})
     assert ok and "more realistic than physics" in reason
 

@@ -30,7 +30,7 @@ def command(
     val_slices: Annotated[int, typer.Option(help="Score at most this many genVal slices (evenly spaced; fixed across the run).")] = 64,
     checkpoint_every: Annotated[int, typer.Option(help="Write a resumable checkpoint every N steps (and every 5 minutes).")] = 200,
     out: Annotated[Path, typer.Option(help="Output directory: splits.json, checkpoints/, log.jsonl, weights/sbdm-<preset>.safetensors.")] = Path("sbdm-run"),
-    export_dir: Annotated[Optional[Path], typer.Option(help="Where the finished checkpoint goes (default OUT/weights; `weights` to bundle it).", show_default=False)] = None,
+    export_dir: Annotated[Optional[Path], typer.Option(help="Where the finished checkpoint goes (default OUT/weights; kspacify/weights to bundle it).", show_default=False)] = None,
     splits: Annotated[Optional[Path], typer.Option(help="genTrain/genVal splits JSON to reuse (default OUT/splits.json, made by patient if absent).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialization, data order, noise and splits.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")] = "auto",

@@ -1,0 +1,81 @@
+"""Where does the classifier two-sample test see the difference: in tissue, or in the background?
+
+    python benchmarks/classifier_regions.py                 # physics and sbdm, seed 0
+
+On the held-out real spin-echo slices (as `phase_realism.py`: without every volume the bundled
+learned models saw), each method synthesizes phase once and the classifier AUROC
+(`kspacify.realism.classifier`) is scored three times: on the whole image, with the background
+replaced by the same uniform random phase in both sets (tissue only), and with the tissue replaced
+by phase 0 in both sets (background only). Tissue is the `physics` model's mask, eroded by 2 pixels.
+It also prints the lag-1 correlation of neighbouring unit phasors in the background, real against
+synthetic. A diagnostic for docs/phase-methods.md, not a realism measure of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from kspacify import phase  # noqa: E402
+from kspacify.benchmark import SHARED_REAL_PHASE_TRAIN, SHARED_TRAIN_ACQUISITION  # noqa: E402
+from kspacify.datasets import fingerprint, list_volumes, load_pairs  # noqa: E402
+from kspacify.phase.physics import PhysicsSettings, noise_and_mask  # noqa: E402
+from kspacify.realism.classifier import classifier_auroc  # noqa: E402
+from kspacify.realism.evaluate import synthesize_set  # noqa: E402
+
+
+def phasor_lag1(phase: np.ndarray, region: np.ndarray) -> float:
+    """|mean z(x) conj z(x+1)| over horizontal and vertical neighbours both inside `region`."""
+    z = np.exp(1j * phase.astype(np.float64))
+    products = []
+    for axis in (1, 2):
+        a = [slice(None)] * 3
+        b = [slice(None)] * 3
+        a[axis], b[axis] = slice(1, None), slice(None, -1)
+        both = region[tuple(a)] & region[tuple(b)]
+        products.append((z[tuple(a)] * np.conj(z[tuple(b)]))[both])
+    return float(np.abs(np.concatenate(products).mean()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=SHARED_REAL_PHASE_TRAIN)
+    parser.add_argument("--methods", nargs="*", default=["physics", "sbdm"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"skipping: real-phase data not found at {args.data}")
+        return
+    synthesizers = {name: phase.create(name, device="cpu") for name in args.methods}
+    seen: set[str] = set()
+    for synthesizer in synthesizers.values():
+        seen |= set((getattr(synthesizer, "card", None) or {}).get("data", {}).get("fingerprints", []) or [])
+    refs = [r for r in list_volumes(args.data) if fingerprint(r) not in seen]
+    pairs = load_pairs(refs, 256, SHARED_TRAIN_ACQUISITION)
+    magnitude, real = pairs.magnitude, pairs.phase
+    groups = [pairs.keys[int(v)] for v in pairs.volume]
+    _, mask, _ = noise_and_mask(magnitude, PhysicsSettings())
+    tissue = ndimage.binary_erosion(mask, structure=np.ones((1, 3, 3)), iterations=2)
+    background = ~ndimage.binary_dilation(mask, structure=np.ones((1, 3, 3)), iterations=2)
+    uniform = np.random.default_rng(args.seed).uniform(-np.pi, np.pi, magnitude.shape).astype(np.float32)
+    print(f"{len(refs)} held-out volumes, {len(magnitude)} slices; seed {args.seed}")
+    print(f"real: background phasor lag-1 correlation {phasor_lag1(real, background):.3f}")
+    print("| method | AUROC whole image | tissue only | background only | background phasor lag-1 |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, synthesizer in synthesizers.items():
+        fake = synthesize_set(synthesizer, pairs, args.seed)
+        whole = classifier_auroc(magnitude, real, fake, groups, seed=args.seed)
+        tissue_only = classifier_auroc(magnitude, np.where(tissue, real, uniform), np.where(tissue, fake, uniform), groups, seed=args.seed)
+        background_only = classifier_auroc(magnitude, np.where(tissue, 0, real), np.where(tissue, 0, fake), groups, seed=args.seed)
+        print(f"| {name} | {whole:.4f} | {tissue_only:.4f} | {background_only:.4f} | {phasor_lag1(fake, background):.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
