@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from phase_realism import seen_by  # noqa: E402  (this directory: the same held-out rule)
 from scipy import ndimage  # noqa: E402
 
 from kspacify import phase  # noqa: E402
@@ -54,9 +55,7 @@ def main() -> None:
         print(f"skipping: real-phase data not found at {args.data}")
         return
     synthesizers = {name: phase.create(name, device="cpu") for name in args.methods}
-    seen: set[str] = set()
-    for synthesizer in synthesizers.values():
-        seen |= set((getattr(synthesizer, "card", None) or {}).get("data", {}).get("fingerprints", []) or [])
+    seen = set().union(*(seen_by(s) for s in synthesizers.values()))
     refs = [r for r in list_volumes(args.data) if fingerprint(r) not in seen]
     pairs = load_pairs(refs, 256, SHARED_TRAIN_ACQUISITION)
     magnitude, real = pairs.magnitude, pairs.phase
