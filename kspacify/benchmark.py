@@ -327,7 +327,7 @@ def _seen_volumes(synthesizers: dict[str, Any], refs: Sequence[Any]) -> dict[str
 
 
 def _plan(config: BenchmarkConfig, methods: Sequence[str]) -> list[Cell]:
-    cells = []  # type: ignore[var-annotated]
+    cells: list[Cell] = []
     for r in config.sweep:
         for acs in config.acs:
             for method in methods:

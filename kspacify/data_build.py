@@ -521,7 +521,7 @@ def write_manifest(
     """`manifest.json`: every written volume (key, subject, file, counts, origin), what was skipped,
     the totals, the settings and the license notices of the sources used."""
     volumes = [b.record for b in done if b.record is not None]
-    licenses = {}  # type: ignore[var-annotated]
+    licenses: dict[str, Any] = {}
     for record in volumes:
         source = record["source"]
         licenses.setdefault(source.get("distribution", "user input"), source["license"])

@@ -446,7 +446,7 @@ class _Run:
     # ---------------------------------------------------------------------------------- the loop
 
     def _epoch_batches(self, dataset: Dataset, epoch: int) -> list[list[int]]:
-        sampler = DistributedSampler(  # type: ignore[var-annotated]
+        sampler: DistributedSampler[int] = DistributedSampler(
             dataset, num_replicas=self.world.size, rank=self.world.rank, shuffle=True, seed=self.config.seed
         )
         sampler.set_epoch(epoch)
