@@ -10,7 +10,11 @@ stalls move single timings by 2x, so only ratios of adjacent runs mean something
 Memory: peak RSS of `kspacify convert` child processes on archives of 1, 4 and 16 series.
 Workers and Dask: benchmarks/scale_speed.py.
 
-    python benchmarks/convert_speed.py [--slices 600] [--repeats 7]
+With `--compare SRC` (another kspacify source tree, e.g. a `git archive` of an earlier commit) the
+series is also converted by SRC with each of `smooth`, `physics` and `sbdm`, and the files are compared
+byte for byte with ours: a speed-up must not change what is written.
+
+    python benchmarks/convert_speed.py [--slices 600] [--repeats 7] [--compare SRC]
 """
 
 from __future__ import annotations
@@ -67,6 +71,15 @@ def kspacify_convert(directory: Path, out: Path) -> None:
         raise RuntimeError(result.stderr)
 
 
+def convert_with(src: Path, directory: Path, out: Path, method: str) -> Path:
+    """The one output of `kspacify convert` run from the source tree `src` in a fresh interpreter."""
+    subprocess.run([sys.executable, "-m", "kspacify.cli", "convert", str(directory), str(out), "--phase", method,
+                    "--salt", "b", "--overwrite"], env=dict(os.environ, PYTHONPATH=str(src)), cwd=tempfile.gettempdir(),
+                   check=True, capture_output=True)  # fmt: skip
+    (output,) = out.glob("*.h5")
+    return output
+
+
 def timed(fn, *args) -> float:
     start = time.perf_counter()
     fn(*args)
@@ -93,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--compare", type=Path, help="another kspacify source tree whose outputs must be byte-identical")
     args = parser.parse_args()
     report: dict[str, object] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
@@ -111,6 +125,12 @@ def main() -> None:
         report["throughput_ratio"] = statistics.median(b / o for b, o in zip(base_times, ours))
         report["throughput_ratio_range"] = [min(b / o for b, o in zip(base_times, ours)), max(b / o for b, o in zip(base_times, ours))]
         report["kspacify_slices_per_s"] = args.slices / report["kspacify_s"]
+        if args.compare:
+            report["bytes_identical_to_compare"] = {
+                method: convert_with(ROOT, tmp_path / "series", tmp_path / f"ours-{method}", method).read_bytes()
+                == convert_with(args.compare.resolve(), tmp_path / "series", tmp_path / f"theirs-{method}", method).read_bytes()
+                for method in ("smooth", "physics", "sbdm")
+            }
 
         # memory: peak RSS for archives of 1, 4 and 16 series of 40 slices
         memory = {}

@@ -17,6 +17,7 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -26,8 +27,9 @@ from kspacify import __version__, coils, fastmri_io, memory, phase, sources, ter
 from kspacify.atomic import new_run
 from kspacify.coils import DEFAULT_MODEL as DEFAULT_COIL_MODEL
 from kspacify.errors import VolumeError
-from kspacify.kspace import to_kspace
+from kspacify.kspace import fft2_signed, polar_signed
 from kspacify.manifest import Entry, Shard, read_manifest
+from kspacify.overlap import WriteBehind
 from kspacify.preprocess import Prepared, Preprocessing, usable_magnitudes
 from kspacify.seeding import stream
 from kspacify.sources import Found, PhaseError, Pseudonymizer, Skipped, SourceError, Volume, VolumeInfo
@@ -172,15 +174,16 @@ def plan_manifest(manifest: Path, out: Path, shard: Shard, *, single_file: bool)
 def memory_needed(info: VolumeInfo, config: ConvertConfig) -> int:
     """Bytes converting `info` takes at its peak, estimated: the float32 volume about three times
     over (a reader's decoded copy, the volume, the magnitude check's copy; an acquired phase
-    loaded with it as many times more), and one slab of `batch_size` slices at the input and at the
-    output size (magnitude, phase, k-space, FFT work; with coils, each coil's image and k-space too)."""
+    loaded with it as many times more), one slab of `batch_size` slices at the input size, and two at
+    the output size (magnitude, phase, k-space, FFT work; with coils, each coil's image and k-space
+    too): one being synthesized while the write-behind thread transforms and writes the other."""
     slices, rows, cols = info.shape
     batch = min(config.batch_size, slices)
     per_pixel = 8 + 6 * max(config.coils - 1, 0)  # 4-byte words per output pixel of a slab
     copies = 3
     if info.phase is not None and phase.reads_acquired_phase(config.phase):
         copies, per_pixel = 6, per_pixel + 3  # the phase, as read and converted; its slab's cos, sin and angle
-    return 4 * (copies * slices * rows * cols + 3 * batch * rows * cols + per_pixel * batch * config.preprocessing.size**2)
+    return 4 * (copies * slices * rows * cols + 3 * batch * rows * cols + 2 * per_pixel * batch * config.preprocessing.size**2)
 
 
 def _over_budget(info: VolumeInfo, config: ConvertConfig, context: RunContext) -> str | None:
@@ -238,19 +241,22 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
     array = _coil_step(volume, config, prepared) if config.coils > 1 else None
     shape = (slices, prep.size, prep.size) if array is None else (slices, config.coils, prep.size, prep.size)
     with fastmri_io.VolumeWriter(output, shape, header, run=run) as writer:
-        for start in range(0, slices, config.batch_size):
-            termination.check()  # SIGTERM, Ctrl-C: abandon the volume here, between two slabs
-            magnitude = prepared.slab(start, start + config.batch_size)
-            rng = stream(config.seed, info.key, start)
-            if acquired:
-                phases = synthesizer.synthesize(magnitude, rng, info.acquisition,  # type: ignore[call-arg]
-                                                acquired=prepared.phase_slab(start, start + config.batch_size))
-            else:
-                phases = synthesizer.synthesize(magnitude, rng, info.acquisition)
-            if array is None:
-                writer.write(start, to_kspace(magnitude, phases), magnitude)
-            else:
-                array.encode(start, magnitude, phases, stream(config.seed, info.key, coils.GEOMETRY_STREAM + 1 + start), writer.write)
+        with WriteBehind() as behind:
+            for start in range(0, slices, config.batch_size):
+                termination.check()  # SIGTERM, Ctrl-C: abandon the volume here, between two slabs
+                magnitude = prepared.slab(start, start + config.batch_size)
+                rng = stream(config.seed, info.key, start)
+                if acquired:
+                    phases = synthesizer.synthesize(magnitude, rng, info.acquisition,  # type: ignore[call-arg]
+                                                    acquired=prepared.phase_slab(start, start + config.batch_size))
+                else:
+                    phases = synthesizer.synthesize(magnitude, rng, info.acquisition)
+                if array is None:
+                    image = polar_signed(magnitude, phases)
+                    behind.submit(partial(_write_slab, writer, start, image, magnitude))
+                else:
+                    behind.submit(partial(array.encode, start, magnitude, phases,
+                                          stream(config.seed, info.key, coils.GEOMETRY_STREAM + 1 + start), writer.write))
         if array is not None:
             writer.attrs.update(array.attrs())
         settings = synthesizer.settings()
@@ -283,6 +289,10 @@ def write_volume(volume: Volume, synthesizer: phase.PhaseSynthesizer, config: Co
         if all_notes:
             writer.attrs["notes"] = all_notes
     return synthesizer.name, notes
+
+
+def _write_slab(writer: fastmri_io.VolumeWriter, start: int, image: np.ndarray, magnitude: np.ndarray) -> None:
+    writer.write(start, fft2_signed(image), magnitude)
 
 
 def _coil_step(volume: Volume, config: ConvertConfig, prepared: Prepared) -> coils.VolumeCoils:

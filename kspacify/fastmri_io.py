@@ -123,7 +123,8 @@ class VolumeWriter:
             self._reconstruction.write_direct(np.ascontiguousarray(reconstruction, dtype=np.float32), dest_sel=np.s_[start:stop])
         if reconstruction.size:
             self._max = max(self._max, float(reconstruction.max()))
-            self._sum_of_squares += float(np.dot(reconstruction.ravel().astype(np.float64), reconstruction.ravel()))
+            values = reconstruction.ravel().astype(np.float64)  # both operands float64: no second cast in dot
+            self._sum_of_squares += float(np.dot(values, values))
 
     def __exit__(self, error_type: type[BaseException] | None, *rest: object) -> None:
         with shielded():

@@ -190,3 +190,27 @@ def test_console_script_runs_and_stdout_is_only_json(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["output"].endswith("a.h5")
     assert "phase method zero" in done.stderr
+
+
+def test_a_non_finite_slab_fails_its_volume_on_the_write_behind_thread(tmp_path, monkeypatch):
+    """A slab's FFT and write run behind the next slab's synthesis: a phase that is NaN in a later
+    slab fails that volume with one line and no file (not even a temporary), and the next volume
+    is converted."""
+    from kspacify.phase.smooth import SmoothPhase
+
+    small_nifti(tmp_path / "in" / "a.nii", shape=(48, 40, 40))
+    small_nifti(tmp_path / "in" / "b.nii", value_seed=1, shape=(48, 40, 4))
+    real = SmoothPhase.synthesize
+    calls = []
+
+    def broken_in_slab_two(self, magnitude, rng, acquisition):
+        calls.append(len(magnitude))
+        phase = real(self, magnitude, rng, acquisition)
+        return phase * np.nan if len(calls) == 2 else phase
+
+    monkeypatch.setattr(SmoothPhase, "synthesize", broken_in_slab_two)
+    result, lines = run(tmp_path / "in", tmp_path / "out", "--phase", "smooth", "--batch-size", "8")
+    assert result.exit_code == 1
+    assert re.search(r"a\.nii.*not finite", result.stderr) and "Traceback" not in result.stderr
+    assert [Path(line["source"]).name for line in lines if line["status"] == "written"] == ["b.nii"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [Path(lines[-1]["output"]).name]

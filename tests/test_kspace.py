@@ -54,3 +54,40 @@ def test_the_fft_of_the_frame_is_fft2c(shape):
     framed_maps = maps[frame_order(height)][:, frame_order(width)]
     np.testing.assert_allclose(fft2_frame(framed_maps * frame), reference_fft2c(maps * x), atol=1e-4)
     assert frame_ramp(height, width).dtype == np.complex64
+
+
+def _plain_to_kspace(magnitude, phase):
+    """to_kspace as first written: the complex image times a float +-1 board, FFT, times the board."""
+    import scipy.fft
+
+    image = (magnitude * np.cos(phase)).astype(np.complex64)
+    image.imag = magnitude * np.sin(phase)
+    height, width = magnitude.shape[-2:]
+    board = np.outer(1 - 2 * (np.arange(height) % 2), 1 - 2 * (np.arange(width) % 2)).astype(np.float32)
+    image *= board
+    result = scipy.fft.fft2(image, axes=(-2, -1), norm="ortho")
+    result *= board if (height // 2 + width // 2) % 2 == 0 else -board
+    return result
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (2, 10, 12), (2, 6, 8)])
+def test_to_kspace_writes_the_bytes_of_the_plain_formula(shape):
+    """The fast path (cached complex boards, the two halves convert runs on two threads) keeps
+    every output byte, zeros' signs included: an image of zeros and a k-space with exact zeros."""
+    from kspacify.kspace import fft2_signed, polar_signed
+
+    rng = np.random.default_rng(4)
+    magnitude = rng.uniform(0, 1, shape).astype(np.float32)
+    magnitude[..., ::2, :] = 0  # exact zeros in the image, and (a comb) exact zeros in k-space
+    phase = rng.uniform(-np.pi, np.pi, shape).astype(np.float32)
+    for m in (magnitude, np.zeros(shape, np.float32), -0.0 * magnitude):
+        expected = _plain_to_kspace(m, phase).view(np.uint32)
+        assert np.array_equal(to_kspace(m, phase).view(np.uint32), expected)
+        assert np.array_equal(fft2_signed(polar_signed(m, phase)).view(np.uint32), expected)
+
+
+def test_odd_sizes_take_the_shifting_path():
+    rng = np.random.default_rng(5)
+    magnitude = rng.uniform(0.1, 1, (2, 7, 9)).astype(np.float32)
+    phase = rng.uniform(-np.pi, np.pi, (2, 7, 9)).astype(np.float32)
+    np.testing.assert_allclose(to_kspace(magnitude, phase), reference_fft2c(magnitude * np.exp(1j * phase)), atol=1e-5)
