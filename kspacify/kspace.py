@@ -1,7 +1,7 @@
 """The one FFT convention of the project: fastMRI's centred, orthonormal 2D FFT.
 
 Both functions act on the last two axes and accept numpy arrays or torch tensors (complex dtype),
-returning the same kind. torch is only touched when a tensor is passed in.
+returning the same kind. torch is only imported when something other than a numpy array is passed in.
 
 For numpy arrays with even sizes the shifts are done without copies: for even N,
 fftshift(fft(ifftshift(x)))[k] = (-1)^(N/2) (-1)^k fft((-1)^n x[n])[k], so both shifts become one
@@ -11,38 +11,43 @@ multiplication by a +-1 checkerboard before and after the transform (3x faster t
 from __future__ import annotations
 
 import functools
-from typing import TypeVar
+from typing import TYPE_CHECKING, Callable, overload
 
 import numpy as np
 import scipy.fft
 
-ArrayT = TypeVar("ArrayT")
+if TYPE_CHECKING:
+    import torch
 
 
-def _is_torch(x: object) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def fft2c(image: ArrayT) -> ArrayT:
+@overload
+def fft2c(image: np.ndarray) -> np.ndarray: ...
+@overload
+def fft2c(image: torch.Tensor) -> torch.Tensor: ...
+def fft2c(image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Centred orthonormal FFT: image domain -> k-space (as fastMRI.fft2c)."""
-    if _is_torch(image):
-        import torch
+    if isinstance(image, np.ndarray):
+        return _centred(image, scipy.fft.fft2)
+    import torch
 
-        x = torch.fft.ifftshift(image, dim=(-2, -1))
-        x = torch.fft.fft2(x, dim=(-2, -1), norm="ortho")
-        return torch.fft.fftshift(x, dim=(-2, -1))  # type: ignore[return-value]
-    return _centred(image, scipy.fft.fft2)  # type: ignore[arg-type, return-value]
+    x = torch.fft.ifftshift(image, dim=(-2, -1))
+    x = torch.fft.fft2(x, dim=(-2, -1), norm="ortho")
+    return torch.fft.fftshift(x, dim=(-2, -1))
 
 
-def ifft2c(kspace: ArrayT) -> ArrayT:
+@overload
+def ifft2c(kspace: np.ndarray) -> np.ndarray: ...
+@overload
+def ifft2c(kspace: torch.Tensor) -> torch.Tensor: ...
+def ifft2c(kspace: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Centred orthonormal inverse FFT: k-space -> image domain (as fastMRI.ifft2c)."""
-    if _is_torch(kspace):
-        import torch
+    if isinstance(kspace, np.ndarray):
+        return _centred(kspace, scipy.fft.ifft2)
+    import torch
 
-        x = torch.fft.ifftshift(kspace, dim=(-2, -1))
-        x = torch.fft.ifft2(x, dim=(-2, -1), norm="ortho")
-        return torch.fft.fftshift(x, dim=(-2, -1))  # type: ignore[return-value]
-    return _centred(kspace, scipy.fft.ifft2)  # type: ignore[arg-type, return-value]
+    x = torch.fft.ifftshift(kspace, dim=(-2, -1))
+    x = torch.fft.ifft2(x, dim=(-2, -1), norm="ortho")
+    return torch.fft.fftshift(x, dim=(-2, -1))
 
 
 @functools.lru_cache(maxsize=16)
@@ -66,7 +71,7 @@ def _flip_signs(x: np.ndarray, sign: int = 1) -> np.ndarray:
     return x
 
 
-def _centred(x: np.ndarray, transform, in_place: bool = False) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _centred(x: np.ndarray, transform: Callable[..., np.ndarray], in_place: bool = False) -> np.ndarray:
     """transform (scipy fft2/ifft2) of x with fastMRI's shifts, on the last two axes; with
     `in_place` x (a complex array of ours) may be overwritten."""
     height, width = x.shape[-2:]
