@@ -89,6 +89,10 @@ class PhysicsSettings:
     mask_floor: float = 0.02  # ... but at least this (normalized magnitude) and at most Otsu's threshold
     edge_smoothing_px: float = 1.0  # Gaussian blur of the tissue mask (soft edge)
     noise_floor: float = 0.005  # minimum noise sigma used for the phase noise
+    # receiver noise: sigma = noise_gain x the magnitude's estimate; neighbouring pixels' noise
+    # correlated by noise_correlation (as a reconstruction's filtering or interpolation leaves it)
+    noise_gain: float = 1.0
+    noise_correlation: float = 0.0
     # numerics
     pad_factor: float = 2.0
     shared_across_batch: bool = False  # True: one acquisition (B0, TE, direction, shim, coil) per batch
@@ -110,6 +114,10 @@ class PhysicsSettings:
             raise ValueError(f"physics phase: pad_factor must be at most 8, got {self.pad_factor}")
         if self.slab_half_thickness_fov[0] <= 0:
             raise ValueError("physics phase: slab_half_thickness_fov must be > 0")
+        if not 0 < self.noise_gain <= 10:
+            raise ValueError(f"physics phase: noise_gain must be in (0, 10], got {self.noise_gain}")
+        if not 0 <= self.noise_correlation <= MAX_NOISE_CORRELATION:
+            raise ValueError(f"physics phase: noise_correlation must be in [0, {MAX_NOISE_CORRELATION}], got {self.noise_correlation}")
 
 
 @dataclass
@@ -334,23 +342,44 @@ def noise_and_mask(
 
 
 def measured_phase(
-    phase: np.ndarray, amplitude: np.ndarray, sigma: np.ndarray, rng: np.random.Generator
+    phase: np.ndarray, amplitude: np.ndarray, sigma: np.ndarray, rng: np.random.Generator, correlation: float = 0.0
 ) -> np.ndarray:
     """The angle of amplitude x exp(i phase) + sigma (n1 + i n2): what a receiver measures. Where the
     amplitude is at the noise floor the phase becomes uniform noise, in tissue it scatters by about
-    sigma / amplitude radians. `sigma` is one value per slice."""
+    sigma / amplitude radians. `sigma` is one value per slice. n1, n2 are white, or with
+    `correlation` > 0 correlated by that much between horizontal and vertical neighbours (still of
+    unit variance: `receiver_noise`)."""
     noise = np.asarray(sigma, dtype=np.float32)[:, None, None]
-    re = amplitude * np.cos(phase) + noise * rng.standard_normal(amplitude.shape, dtype=np.float32)
-    im = amplitude * np.sin(phase) + noise * rng.standard_normal(amplitude.shape, dtype=np.float32)
+    re = amplitude * np.cos(phase) + noise * receiver_noise(amplitude.shape, rng, correlation)
+    im = amplitude * np.sin(phase) + noise * receiver_noise(amplitude.shape, rng, correlation)
     return np.arctan2(im, re).astype(np.float32)
 
 
-def with_measurement_noise(magnitude: np.ndarray, phase: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """`measured_phase` with this model's noise level and soft tissue weight estimated from the
-    magnitude: how learned methods give the noise-only background the phase real data has."""
-    settings = PhysicsSettings()
+MAX_NOISE_CORRELATION = 0.7  # 2a / (1 + 2a^2) peaks at 1 / sqrt(2)
+
+
+def receiver_noise(shape: tuple[int, ...], rng: np.random.Generator, correlation: float = 0.0) -> np.ndarray:
+    """Unit-variance Gaussian noise (float32) over the last two axes, its lag-1 correlation along each
+    of them `correlation`: white noise filtered by the separable kernel [a, 1, a] / sqrt(1 + 2a^2),
+    whose lag-1 correlation is 2a / (1 + 2a^2) (circular at the edges). 0: white, the generator's
+    draws unchanged."""
+    white = rng.standard_normal(shape, dtype=np.float32)
+    if correlation == 0:
+        return white
+    a = (1 - np.sqrt(1 - 2 * correlation**2)) / (2 * correlation)
+    kernel = (np.array([a, 1, a]) / np.sqrt(1 + 2 * a * a)).astype(np.float32)
+    along_rows = ndimage.correlate1d(white, kernel, axis=-2, mode="wrap")
+    return ndimage.correlate1d(along_rows, kernel, axis=-1, mode="wrap")
+
+
+def with_measurement_noise(magnitude: np.ndarray, phase: np.ndarray, rng: np.random.Generator,
+                           settings: PhysicsSettings | None = None) -> np.ndarray:  # fmt: skip
+    """`measured_phase` with this model's noise (level, correlation) and soft tissue weight estimated
+    from the magnitude: how learned methods give the noise-only background the phase real data has."""
+    settings = settings if settings is not None else PhysicsSettings()
     sigma, _, weight = noise_and_mask(magnitude, settings)
-    return measured_phase(phase, magnitude * weight, np.maximum(sigma, settings.noise_floor), rng)
+    return measured_phase(phase, magnitude * weight, settings.noise_gain * np.maximum(sigma, settings.noise_floor), rng,
+                          settings.noise_correlation)  # fmt: skip
 
 
 def _coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -486,7 +515,8 @@ class PhysicsPhase:
 
         # (c) global offset, (d) noise
         clean = b0_phase + coil + draw.offset[:, None, None].astype(np.float32)
-        phase = wrap(measured_phase(clean, magnitude * weight, np.maximum(sigma, s.noise_floor), rng))
+        phase = wrap(measured_phase(clean, magnitude * weight, s.noise_gain * np.maximum(sigma, s.noise_floor), rng,
+                                    s.noise_correlation))  # fmt: skip
         return Components(
             field_ppm=field,
             b0_phase=b0_phase,

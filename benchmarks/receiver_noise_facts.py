@@ -1,0 +1,80 @@
+"""The receiver noise of real complex images, measured: what `physics`' noise_gain and
+noise_correlation options should be for data like the shared spin echoes.
+
+    python benchmarks/receiver_noise_facts.py      # the blocks the bundled models trained on
+
+On complex slices (magnitude x exp(i phase)) the noise can be measured where a magnitude-only
+pipeline cannot see it:
+* level: Immerkaer's noise operator (`physics._LAPLACE_DIFFERENCE`, blind to linear trends) on the
+  real and imaginary parts inside the eroded tissue mask, against the sigma that
+  `physics.noise_and_mask` estimates from the magnitude alone (the background's Rayleigh peak, or
+  the same operator on the magnitude). The ratio is what noise_gain corrects. Tissue texture can only
+  raise the complex estimate, so the ratio is an upper bound.
+* correlation: the normalized lag-1 autocorrelation of the complex values in the background (4
+  pixels away from any tissue) along rows and columns; lags 2 to 4 show how much of it is a
+  coherent, slowly varying part (ghosts, ringing) rather than correlated noise.
+Only the genTrain blocks (those the bundled models' cards list) are used, so the held-out slices
+that `phase_realism.py` scores stay unseen by the choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from phase_realism import seen_by  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from kspacify import phase  # noqa: E402
+from kspacify.benchmark import SHARED_REAL_PHASE_TRAIN, SHARED_TRAIN_ACQUISITION  # noqa: E402
+from kspacify.datasets import fingerprint, list_volumes, load_pairs  # noqa: E402
+from kspacify.phase.physics import _LAPLACE_DIFFERENCE, GAUSS_MAD, PhysicsSettings, noise_and_mask  # noqa: E402
+
+
+def lag_correlation(z: np.ndarray, region: np.ndarray, axis: int, lag: int) -> complex:
+    """mean z(x) conj z(x + lag) / mean |z|^2 over pairs of `region` pixels `lag` apart along `axis`."""
+    a, b = [slice(None)] * 3, [slice(None)] * 3
+    a[axis], b[axis] = slice(lag, None), slice(None, -lag)
+    both = region[tuple(a)] & region[tuple(b)]
+    za, zb = z[tuple(a)][both], z[tuple(b)][both]
+    return complex(np.mean(za * np.conj(zb)) / np.sqrt(np.mean(np.abs(za) ** 2) * np.mean(np.abs(zb) ** 2)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=SHARED_REAL_PHASE_TRAIN)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"skipping: real-phase data not found at {args.data}")
+        return
+    trained_on = seen_by(phase.create("sbdm", device="cpu"))
+    refs = [r for r in list_volumes(args.data) if fingerprint(r) in trained_on]
+    pairs = load_pairs(refs, 256, SHARED_TRAIN_ACQUISITION)
+    magnitude = pairs.magnitude
+    z = magnitude * np.exp(1j * pairs.phase.astype(np.float64))
+    sigma, mask, _ = noise_and_mask(magnitude, PhysicsSettings())
+    tissue = ndimage.binary_erosion(mask, structure=np.ones((1, 3, 3)), iterations=3)
+    background = ~ndimage.binary_dilation(mask, structure=np.ones((1, 3, 3)), iterations=4)
+    kernel = _LAPLACE_DIFFERENCE[None]
+    responses = [np.abs(ndimage.convolve(part, kernel, mode="nearest")) for part in (z.real, z.imag)]
+    ratios = []
+    for i in range(len(magnitude)):
+        if tissue[i].sum() >= 1000 and sigma[i] > 0:
+            complex_sigma = np.median(np.concatenate([r[i][tissue[i]] for r in responses])) / (GAUSS_MAD * 6.0)
+            ratios.append(complex_sigma / sigma[i])
+    q1, median, q3 = np.percentile(ratios, [25, 50, 75])
+    print(f"{len(refs)} training volumes, {len(magnitude)} slices ({len(ratios)} with enough tissue)")
+    print(f"noise level: complex-domain sigma in tissue / magnitude estimate = {median:.3f} (IQR {q1:.3f} to {q3:.3f})")
+    print("background complex correlation (real part), rows | columns:")
+    for lag in (1, 2, 3, 4):
+        rows, cols = (lag_correlation(z, background, axis, lag).real for axis in (1, 2))
+        print(f"  lag {lag}: {rows:.3f} | {cols:.3f}")
+
+
+if __name__ == "__main__":
+    main()
