@@ -26,13 +26,7 @@ def fft2c(image: np.ndarray) -> np.ndarray: ...
 def fft2c(image: torch.Tensor) -> torch.Tensor: ...
 def fft2c(image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Centred orthonormal FFT: image domain -> k-space (as fastMRI.fft2c)."""
-    if isinstance(image, np.ndarray):
-        return _centred(image, scipy.fft.fft2)
-    import torch
-
-    x = torch.fft.ifftshift(image, dim=(-2, -1))
-    x = torch.fft.fft2(x, dim=(-2, -1), norm="ortho")
-    return torch.fft.fftshift(x, dim=(-2, -1))
+    return _shifted(image, "fft2")
 
 
 @overload
@@ -41,13 +35,18 @@ def ifft2c(kspace: np.ndarray) -> np.ndarray: ...
 def ifft2c(kspace: torch.Tensor) -> torch.Tensor: ...
 def ifft2c(kspace: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Centred orthonormal inverse FFT: k-space -> image domain (as fastMRI.ifft2c)."""
-    if isinstance(kspace, np.ndarray):
-        return _centred(kspace, scipy.fft.ifft2)
+    return _shifted(kspace, "ifft2")
+
+
+def _shifted(x: np.ndarray | torch.Tensor, transform: str) -> np.ndarray | torch.Tensor:
+    """fftshift(transform(ifftshift(x))) on the last two axes, orthonormal; `transform` names the
+    function of scipy.fft (numpy arrays) or torch.fft (tensors)."""
+    if isinstance(x, np.ndarray):
+        return _centred(x, getattr(scipy.fft, transform))
     import torch
 
-    x = torch.fft.ifftshift(kspace, dim=(-2, -1))
-    x = torch.fft.ifft2(x, dim=(-2, -1), norm="ortho")
-    return torch.fft.fftshift(x, dim=(-2, -1))
+    y = getattr(torch.fft, transform)(torch.fft.ifftshift(x, dim=(-2, -1)), dim=(-2, -1), norm="ortho")
+    return torch.fft.fftshift(y, dim=(-2, -1))
 
 
 @functools.lru_cache(maxsize=16)
