@@ -70,14 +70,18 @@ def _flip_signs(x: np.ndarray, sign: int = 1) -> np.ndarray:
     return x
 
 
-def _centred(x: np.ndarray, transform: Callable[..., np.ndarray], in_place: bool = False) -> np.ndarray:
-    """transform (scipy fft2/ifft2) of x with fastMRI's shifts, on the last two axes; with
-    `in_place` x (a complex array of ours) may be overwritten."""
+def _centred(x: np.ndarray, transform: Callable[..., np.ndarray]) -> np.ndarray:
+    """transform (scipy fft2/ifft2) of x with fastMRI's shifts, on the last two axes."""
     height, width = x.shape[-2:]
     if height % 2 or width % 2:
         shifted = np.fft.ifftshift(x, axes=(-2, -1))
         return np.fft.fftshift(transform(shifted, axes=(-2, -1), norm="ortho"), axes=(-2, -1))
-    signed = _flip_signs(x) if in_place else x * _board(height, width)
+    return _transform_signed(x * _board(height, width), transform)
+
+
+def _transform_signed(signed: np.ndarray, transform: Callable[..., np.ndarray]) -> np.ndarray:
+    """The even-size rest of `_centred` once the input checkerboard is applied (`signed` is overwritten)."""
+    height, width = signed.shape[-2:]
     return _flip_signs(transform(signed, axes=(-2, -1), norm="ortho", overwrite_x=True), _output_sign(height, width))
 
 
@@ -102,7 +106,7 @@ def fft2_signed(image: np.ndarray) -> np.ndarray:
     height, width = image.shape[-2:]
     if height % 2 or width % 2:
         return _centred(image, scipy.fft.fft2)
-    return _flip_signs(scipy.fft.fft2(image, axes=(-2, -1), norm="ortho", overwrite_x=True), _output_sign(height, width))
+    return _transform_signed(image, scipy.fft.fft2)
 
 
 # The same transform for many images that are built pixel by pixel anyway (the coil images of
