@@ -2,6 +2,7 @@
 
     python benchmarks/sbdm_grid_ceiling.py                 # grids 32, 64, 128; seeds 0 1
     python benchmarks/sbdm_grid_ceiling.py --noise-gain 1.2 --noise-correlation 0.15   # another noise model
+    python benchmarks/sbdm_grid_ceiling.py --signal-amplitude rician                   # faint signal kept coherent
 
 The bundled SBDM samples a unit phasor on a coarse grid and `kspacify.phase.sbdm` brings it to
 256 x 256 by bilinear interpolation, then adds the receiver noise of `physics.with_measurement_noise`.
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
     parser.add_argument("--noise-gain", type=float, default=1.0, help="physics noise_gain of the receiver noise")
     parser.add_argument("--noise-correlation", type=float, default=0.0, help="physics noise_correlation of the receiver noise")
+    parser.add_argument("--signal-amplitude", choices=["mask", "rician"], default="mask", help="physics signal_amplitude of the receiver noise")
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"skipping: real-phase data not found at {args.data}")
@@ -90,9 +92,9 @@ def main() -> None:
     net = default_feature_net()
     real = real_statistics(pairs, net)
     real_spectrum = mean_spectrum(pairs.magnitude, pairs.phase)
-    noise = PhysicsSettings(noise_gain=args.noise_gain, noise_correlation=args.noise_correlation)
+    noise = PhysicsSettings(noise_gain=args.noise_gain, noise_correlation=args.noise_correlation, signal_amplitude=args.signal_amplitude)
     print(f"{len(refs)} held-out volumes, {len(pairs)} slices; seeds {args.seeds}; "
-          f"noise_gain {noise.noise_gain}, noise_correlation {noise.noise_correlation}")
+          f"noise_gain {noise.noise_gain}, noise_correlation {noise.noise_correlation}, signal_amplitude {noise.signal_amplitude}")
     _, mask, _ = noise_and_mask(pairs.magnitude, PhysicsSettings())
     background = ~ndimage.binary_dilation(mask, structure=np.ones((1, 3, 3)), iterations=2)
     print("| oracle grid | gradient W1 | spectrum RMS | feature FD | classifier AUROC | AUROC, real background |")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 import json
 import math
 import types
@@ -46,10 +47,15 @@ def _hints(schema: type) -> dict[str, Any]:
 
 
 def describe(schema: type) -> list[OptionInfo]:
-    """The options of `schema`, in declaration order (fields whose names start with `_` are internal)."""
+    """The options of `schema`, in declaration order, a schema's own before those it inherits (so a
+    method lists its own options before shared ones); fields whose names start with `_` are internal."""
     hints = _hints(schema)
+    depth: dict[str, int] = {}
+    for level, cls in enumerate(schema.__mro__):
+        for name in inspect.get_annotations(cls):
+            depth.setdefault(name, level)
     out = []
-    for f in dataclasses.fields(schema):
+    for f in sorted(dataclasses.fields(schema), key=lambda f: depth.get(f.name, 0)):
         if f.name.startswith("_") or not f.init:
             continue
         default = f.default if f.default is not dataclasses.MISSING else (

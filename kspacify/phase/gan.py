@@ -15,7 +15,8 @@ noise from the passed generator too, so each seed draws another phase map and th
 same one. With
 `background=noise` (default) the output is the angle of magnitude x tissue weight x exp(i phase) +
 sigma (n1 + i n2) with sigma and the weight from `physics.noise_and_mask`: the noise floor gets
-uniform noise phase as in real images, which a deterministic network cannot draw.
+uniform noise phase as in real images, which a deterministic network cannot draw; the receiver
+options (`physics.ReceiverNoise`) shape that noise exactly as they do for `physics`.
 The magnitude is not touched: only phase is returned.
 """
 
@@ -24,22 +25,27 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from kspacify import weights
 from kspacify.acquisition import UNKNOWN, Acquisition
 from kspacify.errors import OptionError
+from kspacify.options import as_dict
 from kspacify.phase.base import MethodSpec, wrap
-from kspacify.phase.physics import with_measurement_noise
+from kspacify.phase.physics import ReceiverNoise, with_measurement_noise
 
 DEFAULT_PRESET = "small"
 FALLBACK = "use --phase physics or --phase smooth instead"
 
 
 @dataclass(frozen=True)
-class GanOptions:
+class GanOptions(ReceiverNoise):
+    """The receiver options (`physics.ReceiverNoise`) apply with background=noise."""
+
+    method: ClassVar[str] = "gan phase"
+
     checkpoint: Path | None = field(default=None, metadata={"help": "a gan-*.safetensors file (default: the bundled one)"})
     preset: str = field(default=DEFAULT_PRESET, metadata={"help": "which bundled gan-<preset> to look for"})
     background: Literal["noise", "model"] = field(default="noise", metadata={"help": "noise floor: drawn from the noise model, or the network's"})
@@ -47,6 +53,7 @@ class GanOptions:
     batch_size: int = field(default=16, metadata={"help": "slices per network evaluation"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 1 <= self.batch_size <= 4096:
             raise ValueError(f"gan phase: batch_size must be in [1, 4096], got {self.batch_size}")
 
@@ -86,6 +93,7 @@ class GanPhase:
 
         options = options if options is not None else GanOptions()
         self.background, self.offset, self.batch_size = options.background, options.offset, options.batch_size
+        self.receiver = options.receiver()
         self.device = resolve_device(device)
         checkpoint = options.checkpoint
         if checkpoint is None:
@@ -107,6 +115,7 @@ class GanPhase:
             "generator": self.card["config"]["generator"],
             "size": self.size,
             "background": self.background,
+            "receiver_noise": as_dict(self.receiver),
             "offset": self.offset,
             "device": str(self.device),
         }
@@ -138,7 +147,7 @@ class GanPhase:
         if self.offset == "random":
             phase = phase + rng.uniform(-np.pi, np.pi, size=(batch, 1, 1)).astype(np.float32)
         if self.background == "noise":
-            phase = with_measurement_noise(magnitude, phase, rng)
+            phase = with_measurement_noise(magnitude, phase, rng, self.receiver)
         return wrap(phase)
 
 

@@ -10,7 +10,10 @@ For each slice the phase is the sum of
 (c) a global phase offset, uniform in [-pi, pi);
 (d) noise: the complex pixel is a*exp(i*phase) + sigma*(n1 + i*n2) with a = magnitude x soft tissue
     weight and sigma the estimated noise floor, so background pixels (a = 0) get uniform phase, tissue
-    gets a phase noise of about sigma/a rad, with a soft transition at the object edge.
+    gets a phase noise of about sigma/a rad, with a soft transition at the object edge. `ReceiverNoise`
+    (options every method that draws the noise floor shares) can scale and correlate the noise, and
+    take a = sqrt(max(magnitude^2 - 2 sigma^2, 0)) instead, the signal a magnitude of that noise
+    implies, so that faint signal below the tissue threshold keeps coherent phase.
 
 All random parameters are drawn from the ranges in `PhysicsSettings` with the passed generator only.
 
@@ -37,8 +40,8 @@ before the FFT so the periodic copies do not overlap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from scipy import fft as sfft
@@ -53,8 +56,36 @@ GAUSS_MAD = 0.6744897501960817  # median |N(0, 1)|
 CHUNK = 16  # slices rendered at once by `synthesize`
 
 
+MAX_NOISE_CORRELATION = 0.7  # 2a / (1 + 2a^2) peaks at 1 / sqrt(2)
+
+
 @dataclass(frozen=True)
-class PhysicsSettings:
+class ReceiverNoise:
+    """How synthesized phase receives the measurement noise: the options of every method that draws
+    the noise floor (`physics`, and `sbdm` / `gan` with background=noise). The defaults are the
+    original model; docs/phase-methods.md measures the others on real spin echoes."""
+
+    noise_gain: float = field(default=1.0, metadata={"help": "receiver noise sigma = this x the magnitude's noise estimate"})
+    noise_correlation: float = field(default=0.0, metadata={"help": "lag-1 correlation of neighbouring pixels' noise (0: white)"})
+    signal_amplitude: Literal["mask", "rician"] = field(
+        default="mask", metadata={"help": "signal under the noise: magnitude x tissue mask, or sqrt(magnitude^2 - 2 sigma^2)"}
+    )
+
+    method: ClassVar[str] = "receiver noise"  # names the method in errors
+
+    def __post_init__(self) -> None:
+        if not 0 < self.noise_gain <= 10:
+            raise ValueError(f"{self.method}: noise_gain must be in (0, 10], got {self.noise_gain}")
+        if not 0 <= self.noise_correlation <= MAX_NOISE_CORRELATION:
+            raise ValueError(f"{self.method}: noise_correlation must be in [0, {MAX_NOISE_CORRELATION}], got {self.noise_correlation}")
+
+    def receiver(self) -> ReceiverNoise:
+        """Just these options, of a method's options that include them."""
+        return ReceiverNoise(**{f.name: getattr(self, f.name) for f in fields(ReceiverNoise)})
+
+
+@dataclass(frozen=True)
+class PhysicsSettings(ReceiverNoise):
     """Ranges of the random parameters (drawn per slice) and fixed model constants.
 
     (lo, hi) pairs are ranges; "log" ranges are drawn log-uniformly, the others uniformly. Lengths
@@ -89,15 +120,14 @@ class PhysicsSettings:
     mask_floor: float = 0.02  # ... but at least this (normalized magnitude) and at most Otsu's threshold
     edge_smoothing_px: float = 1.0  # Gaussian blur of the tissue mask (soft edge)
     noise_floor: float = 0.005  # minimum noise sigma used for the phase noise
-    # receiver noise: sigma = noise_gain x the magnitude's estimate; neighbouring pixels' noise
-    # correlated by noise_correlation (as a reconstruction's filtering or interpolation leaves it)
-    noise_gain: float = 1.0
-    noise_correlation: float = 0.0
     # numerics
     pad_factor: float = 2.0
     shared_across_batch: bool = False  # True: one acquisition (B0, TE, direction, shim, coil) per batch
 
+    method: ClassVar[str] = "physics phase"
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, tuple) and not (len(value) == 2 and value[0] <= value[1]):
@@ -114,10 +144,6 @@ class PhysicsSettings:
             raise ValueError(f"physics phase: pad_factor must be at most 8, got {self.pad_factor}")
         if self.slab_half_thickness_fov[0] <= 0:
             raise ValueError("physics phase: slab_half_thickness_fov must be > 0")
-        if not 0 < self.noise_gain <= 10:
-            raise ValueError(f"physics phase: noise_gain must be in (0, 10], got {self.noise_gain}")
-        if not 0 <= self.noise_correlation <= MAX_NOISE_CORRELATION:
-            raise ValueError(f"physics phase: noise_correlation must be in [0, {MAX_NOISE_CORRELATION}], got {self.noise_correlation}")
 
 
 @dataclass
@@ -355,9 +381,6 @@ def measured_phase(
     return np.arctan2(im, re).astype(np.float32)
 
 
-MAX_NOISE_CORRELATION = 0.7  # 2a / (1 + 2a^2) peaks at 1 / sqrt(2)
-
-
 def receiver_noise(shape: tuple[int, ...], rng: np.random.Generator, correlation: float = 0.0) -> np.ndarray:
     """Unit-variance Gaussian noise (float32) over the last two axes, its lag-1 correlation along each
     of them `correlation`: white noise filtered by the separable kernel [a, 1, a] / sqrt(1 + 2a^2),
@@ -372,14 +395,28 @@ def receiver_noise(shape: tuple[int, ...], rng: np.random.Generator, correlation
     return ndimage.correlate1d(along_rows, kernel, axis=-1, mode="wrap")
 
 
+def received_phase(phase: np.ndarray, magnitude: np.ndarray, sigma: np.ndarray, weight: np.ndarray,
+                   rng: np.random.Generator, settings: PhysicsSettings) -> np.ndarray:  # fmt: skip
+    """`measured_phase` of `phase` under `settings`' receiver noise, given the magnitude's noise
+    estimate `sigma` (B,) (floored at `noise_floor`) and soft tissue weight: the signal amplitude is
+    magnitude x weight, or with signal_amplitude=rician the amplitude sqrt(max(m^2 - 2 sigma^2, 0))
+    that a magnitude m of this noise implies (E[m^2] = a^2 + 2 sigma^2)."""
+    sigma = np.maximum(sigma, settings.noise_floor).astype(np.float32)
+    if settings.signal_amplitude == "rician":
+        amplitude = np.sqrt(np.maximum(magnitude * magnitude - 2 * sigma[:, None, None] ** 2, 0))
+    else:
+        amplitude = magnitude * weight
+    return measured_phase(phase, amplitude, settings.noise_gain * sigma, rng, settings.noise_correlation)
+
+
 def with_measurement_noise(magnitude: np.ndarray, phase: np.ndarray, rng: np.random.Generator,
-                           settings: PhysicsSettings | None = None) -> np.ndarray:  # fmt: skip
-    """`measured_phase` with this model's noise (level, correlation) and soft tissue weight estimated
-    from the magnitude: how learned methods give the noise-only background the phase real data has."""
-    settings = settings if settings is not None else PhysicsSettings()
+                           noise: ReceiverNoise | None = None) -> np.ndarray:  # fmt: skip
+    """`received_phase` with the noise level and soft tissue weight estimated from the magnitude (the
+    `physics` model's rules) and the receiver options `noise`: how learned methods give the
+    noise-only background the phase real data has."""
+    settings = noise if isinstance(noise, PhysicsSettings) else PhysicsSettings(**as_dict((noise or ReceiverNoise()).receiver()))
     sigma, _, weight = noise_and_mask(magnitude, settings)
-    return measured_phase(phase, magnitude * weight, settings.noise_gain * np.maximum(sigma, settings.noise_floor), rng,
-                          settings.noise_correlation)  # fmt: skip
+    return received_phase(phase, magnitude, sigma, weight, rng, settings)
 
 
 def _coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -515,8 +552,7 @@ class PhysicsPhase:
 
         # (c) global offset, (d) noise
         clean = b0_phase + coil + draw.offset[:, None, None].astype(np.float32)
-        phase = wrap(measured_phase(clean, magnitude * weight, s.noise_gain * np.maximum(sigma, s.noise_floor), rng,
-                                    s.noise_correlation))  # fmt: skip
+        phase = wrap(received_phase(clean, magnitude, sigma, weight, rng, s))
         return Components(
             field_ppm=field,
             b0_phase=b0_phase,

@@ -19,7 +19,8 @@ grid is coarser than the slice) the output is the angle of
 with sigma and the soft tissue weight estimated by `physics.noise_and_mask` (the model the `physics`
 method uses; `physics.with_measurement_noise` applies it), n1, n2 ~ N(0, 1) from the passed
 generator: background pixels get uniform phase drawn directly rather than a blurred, upsampled
-imitation of it.
+imitation of it. The receiver options (`physics.ReceiverNoise`: noise_gain, noise_correlation,
+signal_amplitude) shape that noise exactly as they do for `physics`.
 
 Training at a low resolution must build its pairs the way `sbdm.grid.to_diffusion_grid` does (magnitude
 area-averaged; target phasor = area average of magnitude x exp(i phase), normalized to unit length,
@@ -30,15 +31,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from kspacify import weights
 from kspacify.acquisition import UNKNOWN, Acquisition
 from kspacify.errors import OptionError
+from kspacify.options import as_dict
 from kspacify.phase.base import MethodSpec, wrap
-from kspacify.phase.physics import with_measurement_noise
+from kspacify.phase.physics import ReceiverNoise, with_measurement_noise
 
 DEFAULT_PRESET = "small"
 DEFAULT_SAMPLER = "dpm2m"
@@ -47,7 +49,11 @@ PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 
 
 @dataclass(frozen=True)
-class SbdmOptions:
+class SbdmOptions(ReceiverNoise):
+    """The receiver options (`physics.ReceiverNoise`) apply with background=noise."""
+
+    method: ClassVar[str] = "sbdm phase"
+
     checkpoint: Path | None = field(default=None, metadata={"help": "an sbdm-*.safetensors file (default: the bundled one)"})
     preset: str = field(default=DEFAULT_PRESET, metadata={"help": "which bundled sbdm-<preset> to look for"})
     sampler: str = field(default=DEFAULT_SAMPLER, metadata={"help": "a sampler of kspacify.sbdm.SAMPLERS (pc, heun, dpm2m)"})
@@ -59,6 +65,7 @@ class SbdmOptions:
     compile: bool = field(default=False, metadata={"help": "torch.compile the network"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         from kspacify.sbdm.samplers import SAMPLERS
 
         if self.sampler not in SAMPLERS:
@@ -91,6 +98,7 @@ class SbdmPhase:
         self.sampler = make_sampler(sampler, **({"snr": options.snr} if options.snr is not None else {}))
         self.steps = options.steps if options.steps is not None else DEFAULT_STEPS.get(sampler, self.sampler.default_steps)
         self.background = options.background
+        self.receiver = options.receiver()
         self.device = resolve_device(device)
         precision = options.precision
         if precision == "auto":
@@ -131,6 +139,7 @@ class SbdmPhase:
             "steps": self.steps,
             "nfe": self.sampler.nfe_for(self.steps),
             "background": self.background,
+            "receiver_noise": as_dict(self.receiver),
             "device": str(self.device),
             "precision": self.precision,
             "channels_last": self.channels_last,
@@ -165,7 +174,7 @@ class SbdmPhase:
         phase = phasor_to_phase(phasor).cpu().numpy()
         background = self.background if self.background != "auto" else ("model" if grid == (height, width) else "noise")
         if background == "noise":
-            phase = with_measurement_noise(magnitude, phase, rng)
+            phase = with_measurement_noise(magnitude, phase, rng, self.receiver)
         return wrap(phase)
 
 
