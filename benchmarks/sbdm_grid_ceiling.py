@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
     parser.add_argument("--noise-gain", type=float, default=1.0, help="physics noise_gain of the receiver noise")
     parser.add_argument("--noise-correlation", type=float, default=0.0, help="physics noise_correlation of the receiver noise")
-    parser.add_argument("--signal-amplitude", choices=["mask", "rician"], default="mask", help="physics signal_amplitude of the receiver noise")
+    parser.add_argument("--signal-amplitude", choices=["mask", "rician", "rician_outside"], default="mask", help="physics signal_amplitude of the receiver noise")
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"skipping: real-phase data not found at {args.data}")

@@ -66,11 +66,12 @@ def test_out_of_range_noise_options_are_errors(option):
         phase.create("physics", **option)
 
 
-def test_rician_amplitude_keeps_faint_signal_coherent_and_noise_random():
+@pytest.mark.parametrize("amplitude", ["rician", "rician_outside"])
+def test_rician_amplitude_keeps_faint_signal_coherent_and_noise_random(amplitude):
     """A faint region at about 2.5 sigma lies below the tissue threshold (4 sigma): with the mask
     amplitude its phase is noise; with signal_amplitude=rician it keeps the synthesized phase, while
     the noise-only background stays mostly random."""
-    from kspacify.phase.physics import with_measurement_noise
+    from kspacify.phase.physics import PhysicsSettings, noise_and_mask, with_measurement_noise
 
     rng = np.random.default_rng(4)
     yy, xx = np.mgrid[-1:1:128j, -1:1:128j]
@@ -87,12 +88,15 @@ def test_rician_amplitude_keeps_faint_signal_coherent_and_noise_random():
         return float(abs(np.mean(np.exp(1j * p[:, region]))))
 
     mask = with_measurement_noise(magnitude, flat, np.random.default_rng(5))
-    rician = with_measurement_noise(magnitude, flat, np.random.default_rng(5), phase.physics.ReceiverNoise(signal_amplitude="rician"))
+    rician = with_measurement_noise(magnitude, flat, np.random.default_rng(5), phase.physics.ReceiverNoise(signal_amplitude=amplitude))
     assert coherence(mask, ring) < 0.2 < 0.6 < coherence(rician, ring)
     # pure noise implies a mean amplitude of e^-1 Gamma(3/2) sqrt(2) sigma = 0.46 sigma: a weak pull
     # towards the synthesized phase (real backgrounds have one too, docs/phase-methods.md), no more
     assert coherence(mask, background) < 0.05 and 0.1 < coherence(rician, background) < 0.3
     assert np.median(np.abs(rician[:, r2 < 0.15] - 0.7)) < 0.05  # tissue keeps its phase
+    if amplitude == "rician_outside":  # the tissue and its soft edge exactly as with the mask
+        _, _, weight = noise_and_mask(magnitude, PhysicsSettings())
+        assert np.array_equal(rician[weight >= 0.5], mask[weight >= 0.5])
 
 
 @pytest.mark.parametrize("method", ["sbdm", "gan"])

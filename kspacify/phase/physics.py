@@ -67,8 +67,9 @@ class ReceiverNoise:
 
     noise_gain: float = field(default=1.0, metadata={"help": "receiver noise sigma = this x the magnitude's noise estimate"})
     noise_correlation: float = field(default=0.0, metadata={"help": "lag-1 correlation of neighbouring pixels' noise (0: white)"})
-    signal_amplitude: Literal["mask", "rician"] = field(
-        default="mask", metadata={"help": "signal under the noise: magnitude x tissue mask, or sqrt(magnitude^2 - 2 sigma^2)"}
+    signal_amplitude: Literal["mask", "rician", "rician_outside"] = field(
+        default="mask",
+        metadata={"help": "signal under the noise: magnitude x tissue mask, sqrt(magnitude^2 - 2 sigma^2), or that outside the tissue only"},
     )
 
     method: ClassVar[str] = "receiver noise"  # names the method in errors
@@ -398,14 +399,16 @@ def receiver_noise(shape: tuple[int, ...], rng: np.random.Generator, correlation
 def received_phase(phase: np.ndarray, magnitude: np.ndarray, sigma: np.ndarray, weight: np.ndarray,
                    rng: np.random.Generator, settings: PhysicsSettings) -> np.ndarray:  # fmt: skip
     """`measured_phase` of `phase` under `settings`' receiver noise, given the magnitude's noise
-    estimate `sigma` (B,) (floored at `noise_floor`) and soft tissue weight: the signal amplitude is
-    magnitude x weight, or with signal_amplitude=rician the amplitude sqrt(max(m^2 - 2 sigma^2, 0))
-    that a magnitude m of this noise implies (E[m^2] = a^2 + 2 sigma^2)."""
+    estimate `sigma` (B,) (floored at `noise_floor`) and soft tissue weight w. The signal amplitude is
+    magnitude x w (`mask`), or the amplitude a = sqrt(max(m^2 - 2 sigma^2, 0)) that a magnitude m of
+    this noise implies (E[m^2] = a^2 + 2 sigma^2): everywhere (`rician`), or max(m w, (1 - w) a)
+    (`rician_outside`), which is m w wherever w >= 1/2 (tissue and its soft edge as with `mask`) and a
+    outside, where the mask would turn faint signal into noise."""
     sigma = np.maximum(sigma, settings.noise_floor).astype(np.float32)
-    if settings.signal_amplitude == "rician":
-        amplitude = np.sqrt(np.maximum(magnitude * magnitude - 2 * sigma[:, None, None] ** 2, 0))
-    else:
-        amplitude = magnitude * weight
+    amplitude = magnitude * weight
+    if settings.signal_amplitude != "mask":
+        implied = np.sqrt(np.maximum(magnitude * magnitude - 2 * sigma[:, None, None] ** 2, 0))
+        amplitude = implied if settings.signal_amplitude == "rician" else np.maximum(amplitude, (1 - weight) * implied)
     return measured_phase(phase, amplitude, settings.noise_gain * sigma, rng, settings.noise_correlation)
 
 
