@@ -12,8 +12,9 @@ For each slice the phase is the sum of
     weight and sigma the estimated noise floor, so background pixels (a = 0) get uniform phase, tissue
     gets a phase noise of about sigma/a rad, with a soft transition at the object edge. `ReceiverNoise`
     (options every method that draws the noise floor shares) can scale and correlate the noise, and
-    take a = sqrt(max(magnitude^2 - 2 sigma^2, 0)) instead, the signal a magnitude of that noise
-    implies, so that faint signal below the tissue threshold keeps coherent phase.
+    take a = sqrt(max(magnitude^2 - 2 sigma^2, 0)) instead (everywhere, or outside the tissue only),
+    the signal a magnitude of that noise implies, so that faint signal below the tissue threshold
+    keeps coherent phase (`received_phase`).
 
 All random parameters are drawn from the ranges in `PhysicsSettings` with the passed generator only.
 
