@@ -188,7 +188,7 @@ def test_bad_counts_and_options_are_usage_errors():
         coils.create("cylinder", 1)
     with pytest.raises(UsageError, match="unknown coil model"):
         coils.create("birdcage", 8)
-    with pytest.raises(OptionError, match="known: noise_scale"):
+    with pytest.raises(OptionError, match="known: gap_mm, .*noise_scale"):
         coils.create("cylinder", 8, {"gapmm": "3"})
     with pytest.raises(OptionError, match="gap_mm"):
         coils.create("cylinder", 8, {"gap_mm": "30,10"})
