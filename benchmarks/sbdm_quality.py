@@ -1,8 +1,8 @@
 """Quality of an SBDM checkpoint against sampler and steps, on held-out real phase.
 
-    python benchmarks/sbdm_quality.py [--checkpoint PATH] [--configs pc:1000 dpm2m:10 dpm2m:25 ...] [--json out.json]
+    python benchmarks/sbdm_quality.py [--checkpoint PATH] [--configs pc:1000 dpm2m:25 heun:25:churn=40 ...] [--json out.json]
 
-Each sampler:steps configuration synthesizes phase for the held-out volumes of the shared spin-echo
+Each sampler:steps[:option=value,...] configuration synthesizes phase for the held-out volumes of the shared spin-echo
 set (every volume the checkpoint trained or validated on left out, by its card's fingerprints), told
 their acquisition, and is scored with the one realism loop (`kspacify.realism.evaluate`: gradient
 W1, spectrum RMS, feature FD, classifier AUROC; lower is closer), with `physics` as the anchor. Each
@@ -53,9 +53,11 @@ def main() -> None:
     real = real_statistics(pairs, net)
     rows = []
     for config in args.configs:
-        name, _, steps = config.partition(":")
+        name, _, rest = config.partition(":")
+        steps, *extra = rest.split(":")
         if name in ("pc", "heun", "dpm2m"):
-            synthesizer = phase.create("sbdm", device="cpu", sampler=name, steps=steps, **checkpoint)
+            options = dict(kv.split("=", 1) for item in extra for kv in item.split(","))  # e.g. heun:25:churn=40,churn_min=5
+            synthesizer = phase.create("sbdm", device="cpu", sampler=name, steps=steps, **options, **checkpoint)
             nfe = synthesizer.sampler.nfe_for(synthesizer.steps)
         else:
             synthesizer, nfe = phase.create(name, device="cpu"), 0

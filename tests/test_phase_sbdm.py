@@ -169,6 +169,8 @@ def test_corrupt_checkpoint_names_the_fallback(checkpoint, tmp_path):
         ({"stepz": 3}, "unknown option"),
         ({"sampler": "euler"}, "unknown sampler"),
         ({"snr": 0.2}, "pc sampler"),
+        ({"churn": 40}, "heun sampler"),
+        ({"sampler": "heun", "churn": -1}, "churn must be >= 0"),
         ({"precision": "bf16"}, "CUDA only"),
         ({"steps": 1}, "at least 2"),
     ],

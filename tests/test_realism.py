@@ -153,6 +153,19 @@ def test_spectrum_is_normalized_and_ignores_the_outline():
     assert realism.spectrum_distance(spectra[0::2], spectra[1::2]) < 0.1
 
 
+def test_phase_vortices_count_windings_inside_the_mask():
+    """A smooth field, however strong, has no vortex; a vortex and an antivortex count one each
+    (the sign of the winding is ignored); a vortex outside the mask is not counted."""
+    from kspacify.realism.measures import phase_vortices
+
+    y, x = np.mgrid[:N, :N] - (N / 2 - 0.5)
+    inside = np.ones((N, N), bool)
+    fields = np.stack([6.0 * (x**2 + y**2) / N**2, np.arctan2(y, x), np.arctan2(y - 5.3, x - 7.1) - np.arctan2(y + 8.2, x + 3.4)])
+    assert phase_vortices(fields, np.broadcast_to(inside, fields.shape)).tolist() == [0, 1, 2]
+    left = x < -4
+    assert phase_vortices(np.arctan2(y, x)[None], left[None]).tolist() == [0]
+
+
 def test_empty_masks_give_nan_not_errors():
     mag, ph = phantom(), smooth_phase()
     empty = np.zeros((2, N, N), np.float32)

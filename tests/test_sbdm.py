@@ -89,6 +89,28 @@ def test_network_output_is_scaled_by_inverse_sigma():
             assert 1e-3 < body.abs().mean() < 1e2
 
 
+def test_edm_parameterization_is_a_preconditioned_denoiser():
+    """With the body's output at zero, `edm` is the exact score of Gaussian data N(0, sigma_data^2):
+    -x / (sigma^2 + sigma_data^2), at every noise level, so an untrained body already denoises to the
+    data mean instead of passing noise through (`eps` gives 0 there). Old cards load as `eps`."""
+    from kspacify.sbdm.sde import PHASOR_SIGMA_DATA
+
+    for scaling in (True, False):
+        model = ScoreNet(ScoreNetConfig.preset("small", nf=16, image_size=SIZE, input_scaling=scaling, parameterization="edm"), seed=0)
+        torch.nn.init.zeros_(model.conv_out.weight)
+        torch.nn.init.zeros_(model.conv_out.bias)
+        x = torch.randn(3, 2, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+        sigma = torch.tensor([0.01, 1.0, 90.0])
+        with torch.no_grad():
+            score = model(x, sigma, _magnitude(3))
+        expected = -x / (sigma**2 + PHASOR_SIGMA_DATA**2)[:, None, None, None]
+        assert torch.allclose(score, expected, rtol=1e-4, atol=1e-9)
+    legacy = {k: v for k, v in TINY.to_dict().items() if k != "parameterization"}
+    assert ScoreNetConfig.from_dict(legacy).parameterization == "eps"
+    with pytest.raises(ValueError, match="parameterization"):
+        ScoreNetConfig.preset("small", parameterization="x0")
+
+
 def test_presets_parameter_counts_and_flops():
     paper = ScoreNetConfig.preset("paper")
     small = ScoreNetConfig.preset("small")
@@ -191,6 +213,22 @@ def test_dsm_loss_decreases_with_training():
     # a zero score scores exactly E|z|^2 = 1 per element
     zero = dsm_loss(lambda x, s, m: torch.zeros_like(x), x_eval, mag_eval, TINY_SDE, torch.Generator().manual_seed(7))
     assert abs(float(zero) - 1.0) < 0.02
+
+
+def test_edm_loss_weight_multiplies_each_sample_by_its_noise_level():
+    """weighting='edm' scales sample b's term by (sigma_b^2 + sigma_data^2) / sigma_data^2 (the same t
+    and z are drawn), so high noise levels count instead of vanishing."""
+    from kspacify.sbdm.sde import PHASOR_SIGMA_DATA
+
+    x0, mag = _toy_batch(8, torch.Generator().manual_seed(1))
+    zero = lambda x, s, m: torch.zeros_like(x)  # noqa: E731  (term = z^2 per element)
+    plain = [float(dsm_loss(zero, x0[i : i + 1], mag[i : i + 1], TINY_SDE, torch.Generator().manual_seed(i))) for i in range(8)]
+    weighted = [float(dsm_loss(zero, x0[i : i + 1], mag[i : i + 1], TINY_SDE, torch.Generator().manual_seed(i), "edm")) for i in range(8)]
+    sigmas = [float(TINY_SDE.marginal_std(TINY_SDE.sample_t(1, torch.Generator().manual_seed(i), device=torch.device("cpu")))) for i in range(8)]
+    for p, w, s in zip(plain, weighted, sigmas):
+        assert w == pytest.approx(p * (s**2 + PHASOR_SIGMA_DATA**2) / PHASOR_SIGMA_DATA**2, rel=1e-5)
+    with pytest.raises(ValueError, match="weighting"):
+        dsm_loss(zero, x0, mag, TINY_SDE, torch.Generator(), "uniform")
 
 
 # ---------------------------------------------------------------------------------------- samplers

@@ -110,16 +110,19 @@ def test_splits_are_by_subject_written_and_reused(tmp_path):
     assert torch.allclose(torch.linalg.vector_norm(pairs.phasor, dim=1), torch.ones(2, 8, 8), atol=1e-5)
 
 
-def test_export_loads_with_load_checkpoint(tmp_path):
+@pytest.mark.parametrize("parameterization", ["eps", "edm"])
+def test_export_loads_with_load_checkpoint(tmp_path, parameterization):
     _write_dataset(tmp_path / "data")
     run = SbdmRun(data=tmp_path / "data", out=tmp_path / "run", diffusion_size=8, read_size=16, max_steps=3,
-                  batch_size=2, warmup_steps=2, device="cpu", validate_every=0, val_fraction=0.34, console=False)  # fmt: skip
+                  batch_size=2, warmup_steps=2, device="cpu", validate_every=0, val_fraction=0.34, console=False,
+                  parameterization=parameterization)  # fmt: skip
     result, card = train_sbdm(run)
     path = tmp_path / "run" / "weights" / "sbdm-small.safetensors"
     assert result.finished and card is not None and path.is_file()
     model, loaded = load_checkpoint(path)
     assert loaded["sha256"] == sha256_file(path) == card["sha256"]
     assert model.config.image_size == 8 and loaded["diffusion_size"] == 8
+    assert model.config.parameterization == parameterization and ("EDM" in loaded["training"]["loss"]) == (parameterization == "edm")
     assert loaded["sde"]["sigma_max"] == pytest.approx(phasor_sigma_max(8, 8))
     assert loaded["training"]["steps"] == 3 and loaded["data"]["splits"]["genVal"]
     assert math.isfinite(loaded["quality"]["val_dsm_loss"])

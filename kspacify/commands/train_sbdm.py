@@ -16,6 +16,7 @@ def command(
     data: Annotated[Path, typer.Option("--data", help="Directory (or file) of complex MRI: fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy.", show_default=False)],
     preset: Annotated[str, typer.Option(help="Score-network size: small (CPU; the bundled checkpoint) or paper (NCSN++ as in the paper; GPU).")] = "small",
     nf: Annotated[Optional[int], typer.Option(help="Override the preset's base width (channels at full resolution; FLOPs grow as nf^2).", show_default=False)] = None,
+    parameterization: Annotated[str, typer.Option(help="What the network body predicts: eps (-z, NCSN++, the paper) or edm (EDM's preconditioned denoiser, trained with EDM's loss weight).")] = "eps",
     diffusion_size: Annotated[int, typer.Option(help="Grid the network diffuses on (slices are area-averaged to it, as `--phase sbdm` does).")] = 64,
     read_size: Annotated[int, typer.Option(help="Slices are read at this size (as `convert` resizes) before going to the diffusion grid.")] = 256,
     max_steps: Annotated[int, typer.Option(help="Total optimizer steps (across resumed sessions); the checkpoint is exported when reached.")] = 100_000,
@@ -54,7 +55,7 @@ def command(
     def train():  # type: ignore[no-untyped-def]
         result, card = train_sbdm(
             SbdmRun(
-                data=data, out=out, preset=preset, nf=nf, diffusion_size=diffusion_size, read_size=read_size, sigma_max=sigma_max,
+                data=data, out=out, preset=preset, nf=nf, parameterization=parameterization, diffusion_size=diffusion_size, read_size=read_size, sigma_max=sigma_max,
                 max_steps=max_steps, max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
                 grad_clip=grad_clip, ema_decay=ema_decay, seed=seed, device=device, splits=splits,
                 validate_every=validate_every, val_slices=val_slices, checkpoint_every=checkpoint_every,

@@ -59,6 +59,8 @@ class SbdmOptions(ReceiverNoise):
     sampler: str = field(default=DEFAULT_SAMPLER, metadata={"help": "a sampler of kspacify.sbdm.SAMPLERS (pc, heun, dpm2m)"})
     steps: int | None = field(default=None, metadata={"help": "sampler steps (default: 25 for dpm2m, the sampler's own otherwise)"})
     snr: float | None = field(default=None, metadata={"help": "corrector signal-to-noise ratio of the pc sampler"})
+    churn: float | None = field(default=None, metadata={"help": "EDM stochastic churn S_churn of the heun sampler (0: deterministic)"})
+    churn_min: float | None = field(default=None, metadata={"help": "churn only at noise levels sigma >= this (heun sampler)"})
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={"help": "autocast dtype on CUDA"})
     background: Literal["auto", "noise", "model"] = field(default="auto", metadata={"help": "noise floor from the noise model, or the network's"})
     channels_last: bool = field(default=True, metadata={"help": "NHWC memory layout"})
@@ -72,8 +74,18 @@ class SbdmOptions(ReceiverNoise):
             raise ValueError(f"sbdm phase: unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
         if self.snr is not None and self.sampler != "pc":
             raise ValueError(f"sbdm phase: snr is an option of the pc sampler, not {self.sampler}")
+        for name in ("churn", "churn_min"):
+            value = getattr(self, name)
+            if value is not None and self.sampler != "heun":
+                raise ValueError(f"sbdm phase: {name} is an option of the heun sampler, not {self.sampler}")
+            if value is not None and value < 0:
+                raise ValueError(f"sbdm phase: {name} must be >= 0, got {value}")
         if self.steps is not None and not 2 <= self.steps <= 100_000:
             raise ValueError(f"sbdm phase: steps must be at least 2 (and at most 100000), got {self.steps}")
+
+    def sampler_options(self) -> dict[str, float]:
+        """The options this method passes on to its sampler's constructor (those that are set)."""
+        return {name: value for name in ("snr", "churn", "churn_min") if (value := getattr(self, name)) is not None}
 
 
 def find_checkpoint(preset: str = DEFAULT_PRESET) -> Path | None:
@@ -95,7 +107,7 @@ class SbdmPhase:
 
         options = options if options is not None else SbdmOptions()
         sampler = options.sampler
-        self.sampler = make_sampler(sampler, **({"snr": options.snr} if options.snr is not None else {}))
+        self.sampler = make_sampler(sampler, **options.sampler_options())
         self.steps = options.steps if options.steps is not None else DEFAULT_STEPS.get(sampler, self.sampler.default_steps)
         self.background = options.background
         self.receiver = options.receiver()

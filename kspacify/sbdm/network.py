@@ -24,6 +24,15 @@ Architecture (the `biggan` residual-block variant of NCSN++ without progressive 
 * output: GroupNorm, SiLU, conv3x3 to `out_channels`, divided by sigma (NCSN++'s `scale_by_sigma`
   for the VE SDE), so the network body predicts a unit-scale quantity (-z for x = x0 + sigma z).
 
+`parameterization="edm"` (EDM's preconditioning, Karras et al. 2022) reads the body's output F as a
+denoiser instead: D = c_skip x + c_out F with c_skip = sigma_data^2 / (sigma^2 + sigma_data^2) and
+c_out = sigma sigma_data / sqrt(sigma^2 + sigma_data^2), returned as the score (D - x) / sigma^2. With
+the default `eps` (-z prediction) the denoised estimate x - sigma F carries sigma times any error of F,
+so at high noise the body must cancel the noise to a precision of 1/sigma; a small network does not,
+leaks noise into the denoised phasor, and the sampler freezes it into random phase domains with
+vortices between them (measured, docs/phase-methods.md). `edm` is trained with EDM's loss weight
+(`sde.dsm_loss(..., weighting="edm")`).
+
 `input_scaling=True` additionally divides the network input by sqrt(sigma^2 + sigma_data^2)
 (EDM's c_in; sigma_data^2 = 0.5 for the unit phasor) so the body never sees values of size
 sigma_max; off in the `paper` preset (the paper used NCSN++ as is), on in `small`.
@@ -47,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kspacify.errors import UsageError
+from kspacify.sbdm.sde import PHASOR_SIGMA_DATA
 
 __all__ = [
     "SCORE_NET_PRESETS",
@@ -56,7 +66,7 @@ __all__ = [
     "count_parameters",
 ]
 
-PHASOR_SIGMA_DATA = math.sqrt(0.5)  # rms of one component of a unit phasor with uniform phase
+PARAMETERIZATIONS = ("eps", "edm")
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,7 @@ class ScoreNetConfig:
     fourier_scale: float = 16.0
     input_scaling: bool = False
     embedding_seed: int = 0  # seed of the fixed Fourier frequencies (saved in the weights anyway)
+    parameterization: str = "eps"  # what the body predicts: "eps" (-z, NCSN++) or "edm" (preconditioned denoiser)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ch_mult", tuple(int(m) for m in self.ch_mult))
@@ -93,6 +104,8 @@ class ScoreNetConfig:
             raise ValueError(f"ScoreNetConfig: dropout must be in [0, 1), got {self.dropout}")
         if min(self.in_channels, self.out_channels) < 1 or self.cond_channels < 0:
             raise ValueError(f"ScoreNetConfig: invalid channel counts in {self}")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"ScoreNetConfig: parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}")
         if self.image_size % self.min_multiple:
             raise ValueError(
                 f"ScoreNetConfig: image_size {self.image_size} must be divisible by {self.min_multiple} "
@@ -344,7 +357,13 @@ class ScoreNet(nn.Module):
                 h = stage.upsample(h, temb)  # type: ignore[operator]
 
         h = self.conv_out(F.silu(self.norm_out(h)))
-        return h / sigma.to(h.dtype)[:, None, None, None]
+        sigma = sigma.to(h.dtype)[:, None, None, None]
+        if c.parameterization == "edm":
+            x_in = x * torch.sqrt(sigma**2 + PHASOR_SIGMA_DATA**2) if c.input_scaling else x  # undo c_in
+            # (D - x) / sigma^2 with D = c_skip x + c_out h, written without the cancellation in c_skip - 1
+            c_out = sigma * PHASOR_SIGMA_DATA / torch.sqrt(sigma**2 + PHASOR_SIGMA_DATA**2)
+            return c_out * h / sigma**2 - x_in / (sigma**2 + PHASOR_SIGMA_DATA**2)
+        return h / sigma
 
 
 def count_parameters(config: ScoreNetConfig) -> int:

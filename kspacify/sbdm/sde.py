@@ -34,6 +34,8 @@ from typing import Any, Callable
 
 import torch
 
+PHASOR_SIGMA_DATA = math.sqrt(0.5)  # rms of one component of a unit phasor with uniform phase
+
 __all__ = ["VESDE", "ScoreModel", "dsm_loss", "max_pairwise_distance", "phasor_sigma_max"]
 
 # The model signature every sampler and the loss use: (x (B,C,H,W), sigma (B,), magnitude (B,1,H,W)) -> score.
@@ -111,17 +113,26 @@ def dsm_loss(
     magnitude: torch.Tensor,
     sde: VESDE,
     generator: torch.Generator,
+    weighting: str = "sigma2",
 ) -> torch.Tensor:
     """sigma^2-weighted denoising score matching, mean over batch and elements (scalar tensor).
 
     x0: clean phasors (B, 2, H, W); magnitude: (B, 1, H, W). t and z are drawn from `generator`
-    (which must live on x0's device)."""
+    (which must live on x0's device). The sigma^2-weighted term |sigma s + z|^2 is the denoiser's
+    error |D - x0|^2 / sigma^2, so high noise levels count for almost nothing; `weighting="edm"`
+    multiplies it by (sigma^2 + sigma_data^2) / sigma_data^2 (EDM's 1 / c_out^2 on |D - x0|^2), which
+    gives every noise level about the same weight (for the `edm` parameterization)."""
     t = sde.sample_t(x0.shape[0], generator, device=x0.device)
     sigma = sde.marginal_std(t).to(x0.dtype)
     z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     xt = x0 + sigma[:, None, None, None] * z
     score = model(xt, sigma, magnitude)
-    return ((sigma[:, None, None, None] * score.to(x0.dtype) + z) ** 2).mean()
+    error = (sigma[:, None, None, None] * score.to(x0.dtype) + z) ** 2
+    if weighting == "edm":
+        error = error * ((sigma**2 + PHASOR_SIGMA_DATA**2) / PHASOR_SIGMA_DATA**2)[:, None, None, None]
+    elif weighting != "sigma2":
+        raise ValueError(f"dsm_loss: weighting must be 'sigma2' or 'edm', got {weighting!r}")
+    return error.mean()
 
 
 def phasor_sigma_max(height: int, width: int) -> float:

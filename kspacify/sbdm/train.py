@@ -81,6 +81,9 @@ class GridPairs:
         return int(self.magnitude.shape[0])
 
 
+LOSS_WEIGHTING = {"eps": "sigma2", "edm": "edm"}  # the parameterization's training weight (dsm_loss)
+
+
 def grid_pairs(pairs: PairSet, diffusion_size: int, seed: int = 0, min_signal: float = 0.02) -> GridPairs:
     """Every slice with signal put on the diffusion grid as inference does. Slices whose fraction of
     pixels above 0.1 (normalized) is below `min_signal` are skipped: no phase to learn."""
@@ -175,7 +178,8 @@ class SbdmTask(TrainTask):
                 "score_net": self.net.to_dict(),
                 "diffusion_size": self.net.image_size,
                 "sde": self.sde.to_dict(),
-                "loss": "sigma(t)^2-weighted denoising score matching on the unit phasor, t ~ U[eps, 1]",
+                "loss": "sigma(t)^2-weighted denoising score matching on the unit phasor, t ~ U[eps, 1]"
+                + (", times EDM's weight (sigma^2 + sigma_data^2) / sigma_data^2" if self.net.parameterization == "edm" else ""),
                 "optimizer": {"type": "Adam", "lr": self.lr, "warmup_steps": self.warmup_steps,
                               "grad_clip": self.grad_clip, "ema_decay": self.ema_decay},
                 "augmentation": "random vertical/horizontal flips per step" if self.flips else None,
@@ -211,7 +215,7 @@ class SbdmTask(TrainTask):
             features = torch.where(dropped[:, None], unknown, features)
         cond = condition(magnitude, features, self.net.cond_channels)
         with ctx.autocast():
-            loss = dsm_loss(ctx.models["score"], phasor, cond, self.sde, ctx.generator)
+            loss = dsm_loss(ctx.models["score"], phasor, cond, self.sde, ctx.generator, LOSS_WEIGHTING[self.net.parameterization])
         norm = ctx.update("score", loss)
         out = {"loss": loss.detach()}
         if norm is not None:
@@ -256,6 +260,7 @@ class SbdmRun:
     out: Path
     preset: str = "small"
     nf: int | None = None  # None: the preset's width
+    parameterization: str = "eps"  # ScoreNetConfig.parameterization; "edm" also trains with EDM's loss weight
     diffusion_size: int = 64
     read_size: int = 256
     sigma_max: float | None = None  # None: sqrt(2 g^2), Song & Ermon's rule for phasors on the g x g grid
@@ -286,6 +291,8 @@ class SbdmRun:
         overrides: dict[str, Any] = {"image_size": self.diffusion_size, "cond_channels": 1 + FEATURES if self.condition else 1}
         if self.nf is not None:
             overrides["nf"] = self.nf
+        if self.parameterization != "eps":
+            overrides["parameterization"] = self.parameterization
         return ScoreNetConfig.preset(self.preset, **overrides)
 
     def sde(self) -> VESDE:
