@@ -190,7 +190,9 @@ def test_auto_takes_the_acquired_phase_and_says_so(tmp_path):
     assert run.exit == 0, run.stderr
     assert "with acquired phase -> acquired" in run.stderr
     records = sorted((json.loads(line) for line in run.stdout.splitlines()), key=lambda r: r["output"])
-    assert [r["phase"] for r in records] == ["acquired", "physics"]
+    # the magnitude-only series gets what auto picks for its family (the bundled cards decide: sbdm for
+    # these spin echoes since the preconditioned checkpoint, physics before), never acquired phase
+    assert records[0]["phase"] == "acquired" and records[1]["phase"] in ("sbdm", "physics")
     assert phase_error(written_phase(Path(records[0]["output"])), PHASE) < 2e-3
     methods = cli("methods")
     assert "acquired" in methods.stdout and "most realistic" in methods.stdout

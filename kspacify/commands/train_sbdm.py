@@ -16,7 +16,7 @@ def command(
     data: Annotated[Path, typer.Option("--data", help="Directory (or file) of complex MRI: fastMRI .h5, complex or magnitude+phase NIfTI, complex .npy.", show_default=False)],
     preset: Annotated[str, typer.Option(help="Score-network size: small (CPU; the bundled checkpoint) or paper (NCSN++ as in the paper; GPU).")] = "small",
     nf: Annotated[Optional[int], typer.Option(help="Override the preset's base width (channels at full resolution; FLOPs grow as nf^2).", show_default=False)] = None,
-    parameterization: Annotated[str, typer.Option(help="What the network body predicts: eps (-z, NCSN++, the paper) or edm (EDM's preconditioned denoiser, trained with EDM's loss weight).")] = "eps",
+    parameterization: Annotated[str, typer.Option(help="What the network body predicts: edm (EDM's preconditioned denoiser, trained with EDM's loss weight; measured far more realistic, docs/phase-methods.md) or eps (-z, NCSN++ as in the paper).")] = "edm",
     diffusion_size: Annotated[int, typer.Option(help="Grid the network diffuses on (slices are area-averaged to it, as `--phase sbdm` does).")] = 64,
     read_size: Annotated[int, typer.Option(help="Slices are read at this size (as `convert` resizes) before going to the diffusion grid.")] = 256,
     max_steps: Annotated[int, typer.Option(help="Total optimizer steps (across resumed sessions); the checkpoint is exported when reached.")] = 100_000,
@@ -40,7 +40,7 @@ def command(
     condition_dropout: Annotated[float, typer.Option(help="Probability that a training sample's acquisition is shown as unknown.")] = 0.2,
     acquisition: AcquisitionOption = None,
 ) -> None:
-    """Train the conditional score network by sigma^2-weighted denoising score matching on the unit
+    """Train the conditional score network by denoising score matching (EDM-preconditioned and -weighted by default) on the unit
     phasor of the data's real phase, conditioned on the magnitude, at the diffusion grid of `--phase sbdm`.
 
     Resumable: rerunning with the same --out continues from the last checkpoint. Under `torchrun` it

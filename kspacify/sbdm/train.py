@@ -13,10 +13,11 @@
   volume's acquisition as constant channels (`kspacify.sbdm.conditioning`); each training sample's
   acquisition is replaced by "unknown" with probability `condition_dropout`, so the network also
   learns what to draw when the headers say nothing.
-* Loss: `dsm_loss` (sigma(t)^2-weighted DSM, t ~ U[eps, 1]) with all noise from the step's generator,
+* Loss: `dsm_loss` (sigma(t)^2-weighted DSM, t ~ U[eps, 1]; times EDM's weight for the default `edm`
+  parameterization, `LOSS_WEIGHTING`) with all noise from the step's generator,
   so a resumed run draws what an uninterrupted one draws. Augmentation: per-step random flips of
   (magnitude, phasor) pairs, also from the step's generator (a flipped slice is an equally valid one).
-* Validation score (`val_dsm`): the same loss on the validation slices at fixed noise levels
+* Validation score (`val_dsm`): the sigma^2-weighted loss (whatever the training weight) on the validation slices at fixed noise levels
   (t = (k + 1/2) / K, K = 8) with fixed noise (seeded), so numbers are comparable across steps and runs.
 * Export: the scaffold exports the EMA (or best) weights; `export_checkpoint` rewrites them in the
   format `kspacify.sbdm.checkpoint.load_checkpoint` reads, as `sbdm-<preset>.safetensors` + card.
@@ -260,7 +261,7 @@ class SbdmRun:
     out: Path
     preset: str = "small"
     nf: int | None = None  # None: the preset's width
-    parameterization: str = "eps"  # ScoreNetConfig.parameterization; "edm" also trains with EDM's loss weight
+    parameterization: str = "edm"  # ScoreNetConfig.parameterization ("eps": the paper's); "edm" trains with EDM's loss weight
     diffusion_size: int = 64
     read_size: int = 256
     sigma_max: float | None = None  # None: sqrt(2 g^2), Song & Ermon's rule for phasors on the g x g grid
