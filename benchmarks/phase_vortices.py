@@ -25,18 +25,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from phase_realism import seen_by  # noqa: E402  (this directory: the same held-out rule)
+from sbdm_quality import sbdm_options  # noqa: E402  (this directory: the same config syntax)
 
 from kspacify import phase  # noqa: E402
 from kspacify.benchmark import SHARED_REAL_PHASE_TRAIN, SHARED_TRAIN_ACQUISITION  # noqa: E402
 from kspacify.datasets import fingerprint, list_volumes, load_pairs  # noqa: E402
 from kspacify.realism.evaluate import synthesize_set  # noqa: E402
 from kspacify.realism.measures import object_mask, phase_vortices  # noqa: E402
-
-
-def sbdm_options(config: str) -> dict[str, str]:
-    """'heun:25:churn=99,churn_min=5' -> sampler, steps and sampler options."""
-    name, steps, *extra = config.split(":")
-    return {"sampler": name, "steps": steps, **dict(kv.split("=", 1) for item in extra for kv in item.split(","))}
 
 
 def row(label: str, counts: list[tuple[np.ndarray, np.ndarray]]) -> str:

@@ -32,6 +32,12 @@ from kspacify.realism.evaluate import ALL_MEASURES, evaluate_method, real_statis
 DEFAULT_CONFIGS = ["pc:1000", "heun:10", "heun:25", "dpm2m:5", "dpm2m:10", "dpm2m:25", "dpm2m:50", "physics"]
 
 
+def sbdm_options(config: str) -> dict[str, str]:
+    """'heun:25:churn=99,churn_min=5' -> the sbdm method's sampler, steps and sampler options."""
+    name, steps, *extra = config.split(":")
+    return {"sampler": name, "steps": steps, **dict(kv.split("=", 1) for item in extra for kv in item.split(","))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled sbdm-small")
@@ -53,11 +59,9 @@ def main() -> None:
     real = real_statistics(pairs, net)
     rows = []
     for config in args.configs:
-        name, _, rest = config.partition(":")
-        steps, *extra = rest.split(":")
+        name = config.partition(":")[0]
         if name in ("pc", "heun", "dpm2m"):
-            options = dict(kv.split("=", 1) for item in extra for kv in item.split(","))  # e.g. heun:25:churn=40,churn_min=5
-            synthesizer = phase.create("sbdm", device="cpu", sampler=name, steps=steps, **options, **checkpoint)
+            synthesizer = phase.create("sbdm", device="cpu", **sbdm_options(config), **checkpoint)
             nfe = synthesizer.sampler.nfe_for(synthesizer.steps)
         else:
             synthesizer, nfe = phase.create(name, device="cpu"), 0

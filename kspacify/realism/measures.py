@@ -71,6 +71,11 @@ def object_mask(magnitude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mask, weight
 
 
+def _wrapped(d: np.ndarray) -> np.ndarray:
+    """Phase differences wrapped into [-pi, pi), in d's dtype."""
+    return (d + d.dtype.type(np.pi)) % d.dtype.type(2 * np.pi) - d.dtype.type(np.pi)
+
+
 def gradient_histograms(magnitude: np.ndarray, phase: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Per-slice weighted histograms of log10 |grad exp(i phase)|, (B, 64), each summing to 1.
 
@@ -84,11 +89,8 @@ def gradient_histograms(magnitude: np.ndarray, phase: np.ndarray, mask: np.ndarr
         mask, _ = object_mask(magnitude)
     batch = magnitude.shape[0]
 
-    def wrapped(d: np.ndarray) -> np.ndarray:
-        return (d + np.float32(np.pi)) % np.float32(2 * np.pi) - np.float32(np.pi)
-
-    dx = wrapped(phase[:, :-1, 1:] - phase[:, :-1, :-1])
-    dy = wrapped(phase[:, 1:, :-1] - phase[:, :-1, :-1])
+    dx = _wrapped(phase[:, :-1, 1:] - phase[:, :-1, :-1])
+    dy = _wrapped(phase[:, 1:, :-1] - phase[:, :-1, :-1])
     inside = mask[:, :-1, :-1] & mask[:, :-1, 1:] & mask[:, 1:, :-1]
     weight = (magnitude[:, :-1, :-1] * inside).reshape(batch, -1).astype(np.float64)
     log_gradient = np.log10(np.maximum(np.hypot(dx, dy), 1e-30)).reshape(batch, -1)
@@ -110,12 +112,8 @@ def phase_vortices(phase: np.ndarray, mask: np.ndarray) -> np.ndarray:
     where the magnitude, and so the signal, vanishes (and where noise dominates)."""
     phase = np.asarray(phase, dtype=np.float64).reshape(-1, *np.shape(phase)[-2:])
     mask = np.asarray(mask, dtype=bool).reshape(phase.shape)
-
-    def wrapped(d: np.ndarray) -> np.ndarray:
-        return (d + np.pi) % (2 * np.pi) - np.pi
-
     a, b, c, d = phase[:, :-1, :-1], phase[:, :-1, 1:], phase[:, 1:, 1:], phase[:, 1:, :-1]
-    winding = np.rint((wrapped(b - a) + wrapped(c - b) + wrapped(d - c) + wrapped(a - d)) / (2 * np.pi))
+    winding = np.rint((_wrapped(b - a) + _wrapped(c - b) + _wrapped(d - c) + _wrapped(a - d)) / (2 * np.pi))
     inside = mask[:, :-1, :-1] & mask[:, :-1, 1:] & mask[:, 1:, 1:] & mask[:, 1:, :-1]
     return (np.abs(winding) * inside).sum(axis=(1, 2)).astype(np.int64)
 

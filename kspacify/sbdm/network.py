@@ -335,6 +335,7 @@ class ScoreNet(nn.Module):
         sigma = sigma.reshape(x.shape[0]).to(x.dtype)
 
         temb = self.temb1(F.silu(self.temb0(self.embed(torch.log(sigma)))))
+        noisy = x
         if c.input_scaling:
             x = x / torch.sqrt(sigma**2 + PHASOR_SIGMA_DATA**2)[:, None, None, None]
         h = self.conv_in(torch.cat([x, magnitude.to(x.dtype)], dim=1))
@@ -359,10 +360,9 @@ class ScoreNet(nn.Module):
         h = self.conv_out(F.silu(self.norm_out(h)))
         sigma = sigma.to(h.dtype)[:, None, None, None]
         if c.parameterization == "edm":
-            x_in = x * torch.sqrt(sigma**2 + PHASOR_SIGMA_DATA**2) if c.input_scaling else x  # undo c_in
             # (D - x) / sigma^2 with D = c_skip x + c_out h, written without the cancellation in c_skip - 1
             c_out = sigma * PHASOR_SIGMA_DATA / torch.sqrt(sigma**2 + PHASOR_SIGMA_DATA**2)
-            return c_out * h / sigma**2 - x_in / (sigma**2 + PHASOR_SIGMA_DATA**2)
+            return c_out * h / sigma**2 - noisy.to(h.dtype) / (sigma**2 + PHASOR_SIGMA_DATA**2)
         return h / sigma
 
 
