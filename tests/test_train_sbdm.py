@@ -144,6 +144,9 @@ def test_cli_end_to_end(tmp_path):
     assert card["sha256"] == summary["sha256"] and (tmp_path / "run" / "splits.json").is_file()
     missing = CliRunner().invoke(app, ["--data", str(tmp_path / "nothing")])
     assert missing.exit_code == 2
+    for bad in (["--parameterization", "x0"], ["--nf", "3"]):  # a mistyped network option: one line, exit 2
+        typo = CliRunner().invoke(app, [*args[:4], *bad])
+        assert typo.exit_code == 2 and "ScoreNetConfig:" in typo.output and "Traceback" not in typo.output, typo.output
 
 
 def test_cli_under_torchrun_trains_with_two_processes(tmp_path):

@@ -110,7 +110,7 @@ class GanTask(TrainTask):
         l1_samples: int = 1,
     ) -> None:
         if gan_mode not in GAN_MODES:
-            raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {gan_mode!r}")
+            raise UsageError(f"gan_mode must be one of {GAN_MODES}, got {gan_mode!r}")
         if l1_samples < 1:
             raise ValueError(f"l1_samples must be >= 1, got {l1_samples}")
         self.train, self.val, self.config, self.l1_samples = train, val, config, l1_samples

@@ -95,19 +95,19 @@ class ScoreNetConfig:
         object.__setattr__(self, "ch_mult", tuple(int(m) for m in self.ch_mult))
         object.__setattr__(self, "attn_resolutions", tuple(int(r) for r in self.attn_resolutions))
         if self.nf < 4 or self.nf % 4:
-            raise ValueError(f"ScoreNetConfig: nf must be a positive multiple of 4, got {self.nf}")
+            raise UsageError(f"ScoreNetConfig: nf must be a positive multiple of 4, got {self.nf}")
         if not self.ch_mult or any(m < 1 for m in self.ch_mult):
-            raise ValueError(f"ScoreNetConfig: ch_mult must be non-empty positive ints, got {self.ch_mult}")
+            raise UsageError(f"ScoreNetConfig: ch_mult must be non-empty positive ints, got {self.ch_mult}")
         if self.num_res_blocks < 1:
-            raise ValueError(f"ScoreNetConfig: num_res_blocks must be >= 1, got {self.num_res_blocks}")
+            raise UsageError(f"ScoreNetConfig: num_res_blocks must be >= 1, got {self.num_res_blocks}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"ScoreNetConfig: dropout must be in [0, 1), got {self.dropout}")
+            raise UsageError(f"ScoreNetConfig: dropout must be in [0, 1), got {self.dropout}")
         if min(self.in_channels, self.out_channels) < 1 or self.cond_channels < 0:
-            raise ValueError(f"ScoreNetConfig: invalid channel counts in {self}")
+            raise UsageError(f"ScoreNetConfig: invalid channel counts in {self}")
         if self.parameterization not in PARAMETERIZATIONS:
-            raise ValueError(f"ScoreNetConfig: parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}")
+            raise UsageError(f"ScoreNetConfig: parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}")
         if self.image_size % self.min_multiple:
-            raise ValueError(
+            raise UsageError(
                 f"ScoreNetConfig: image_size {self.image_size} must be divisible by {self.min_multiple} "
                 f"(2 ** (len(ch_mult) - 1))"
             )
@@ -147,7 +147,7 @@ class ScoreNetConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"ScoreNetConfig: unknown fields {sorted(unknown)}")
+            raise UsageError(f"ScoreNetConfig: unknown fields {sorted(unknown)}")
         values = dict(data)
         for key in ("ch_mult", "attn_resolutions"):
             if key in values:

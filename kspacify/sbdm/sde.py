@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -113,7 +113,7 @@ def dsm_loss(
     magnitude: torch.Tensor,
     sde: VESDE,
     generator: torch.Generator,
-    weighting: str = "sigma2",
+    weighting: Literal["sigma2", "edm"] = "sigma2",
 ) -> torch.Tensor:
     """sigma^2-weighted denoising score matching, mean over batch and elements (scalar tensor).
 

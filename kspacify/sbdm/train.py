@@ -32,7 +32,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ class GridPairs:
         return int(self.magnitude.shape[0])
 
 
-LOSS_WEIGHTING = {"eps": "sigma2", "edm": "edm"}  # the parameterization's training weight (dsm_loss)
+LOSS_WEIGHTING: dict[str, Literal["sigma2", "edm"]] = {"eps": "sigma2", "edm": "edm"}  # the parameterization's training weight (dsm_loss)
 
 
 def grid_pairs(pairs: PairSet, diffusion_size: int, seed: int = 0, min_signal: float = 0.02) -> GridPairs:
@@ -290,10 +290,9 @@ class SbdmRun:
 
     def net(self) -> ScoreNetConfig:
         overrides: dict[str, Any] = {"image_size": self.diffusion_size, "cond_channels": 1 + FEATURES if self.condition else 1}
+        overrides["parameterization"] = self.parameterization
         if self.nf is not None:
             overrides["nf"] = self.nf
-        if self.parameterization != "eps":
-            overrides["parameterization"] = self.parameterization
         return ScoreNetConfig.preset(self.preset, **overrides)
 
     def sde(self) -> VESDE:
