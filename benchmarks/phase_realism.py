@@ -38,7 +38,7 @@ from kspacify.acquisition import UNKNOWN  # noqa: E402
 from kspacify.atomic import write_json  # noqa: E402
 from kspacify.benchmark import SHARED_REAL_PHASE_TRAIN, SHARED_TRAIN_ACQUISITION  # noqa: E402
 from kspacify.datasets import fingerprint, list_volumes, load_pairs  # noqa: E402
-from kspacify.realism import compare, default_feature_net  # noqa: E402
+from kspacify.realism import MEASURES, compare, default_feature_net, paired_difference  # noqa: E402
 from kspacify.realism.evaluate import ALL_MEASURES, evaluate_method, real_statistics  # noqa: E402
 
 DOCS = ROOT / "docs" / "phase-methods.md"
@@ -67,6 +67,20 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def paired_table(subject: str, results: dict[str, dict], real) -> tuple[str, dict[str, dict]]:  # type: ignore[no-untyped-def]
+    """Markdown rows of `subject` minus every other method told the acquisition, per measure, with the
+    bootstrap 95% interval over volumes (`realism.paired_difference`), and the numbers themselves."""
+    lines = [f"| {subject} − method | " + " | ".join(LABELS[m] for m in MEASURES) + " |", "| --- |" + " ---: |" * len(MEASURES)]
+    numbers = {}
+    for label, result in results.items():
+        if label == subject or "(" in label:
+            continue
+        numbers[label] = paired_difference(results[subject]["statistics"], result["statistics"], real)
+        cells = [f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}]" for d, lo, hi in numbers[label].values()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), numbers
+
+
 def cpu_speed(synthesizer: object, pairs, slices: int = 32) -> float:  # type: ignore[no-untyped-def]
     """Seconds per slice of `synthesizer` on one CPU thread (after a warm-up), batches of 16."""
     import torch
@@ -84,12 +98,17 @@ def cpu_speed(synthesizer: object, pairs, slices: int = 32) -> float:  # type: i
         torch.set_num_threads(threads)
 
 
-def record(card_path: Path, model: dict[str, float], physics: dict[str, float], facts: dict, speed: float) -> None:
-    """Write the family's numbers and the CPU speed into a model card (the weights, and their sha256,
-    are untouched)."""
+def record(card_path: Path, model: dict[str, float], physics: dict[str, float], facts: dict, speed: float,
+           versus_physics: dict | None = None) -> None:  # fmt: skip
+    """Write the family's numbers (and, when measured, the paired model - physics differences with
+    their 95% intervals) and the CPU speed into a model card (the weights, and their sha256, are
+    untouched)."""
     card = json.loads(card_path.read_text(encoding="utf-8"))
     quality = card.setdefault("quality", {})
-    quality.setdefault("realism", {}).setdefault("by_family", {})[FAMILY] = {**facts, "model": model, "physics": physics}
+    entry = {**facts, "model": model, "physics": physics}
+    if versus_physics is not None:
+        entry["model_minus_physics"] = {m: {"difference": d, "interval_95": [lo, hi]} for m, (d, lo, hi) in versus_physics.items()}
+    quality.setdefault("realism", {}).setdefault("by_family", {})[FAMILY] = entry
     quality["speed"] = {"cpu_seconds_per_slice": round(speed, 4), "measured": facts["measured"], "threads": 1,
                         "how": "benchmarks/phase_realism.py --card: 32 slices of 256 x 256 in batches of 16, one thread",
                         "load_average": os.getloadavg()[0]}  # fmt: skip
@@ -120,6 +139,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--option", action="append", default=[], help="METHOD:KEY=VALUE, e.g. sbdm:checkpoint=runs/x.safetensors")
     parser.add_argument("--card", action="append", default=[], help="record the numbers in this method's checkpoint card")
+    parser.add_argument("--paired", default="sbdm", help="tabulate this method minus every other, with 95%% intervals")
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -159,6 +179,7 @@ def main() -> None:
     floor = compare(real.take(half), real.take(~half))
     rows.append(("real, one half of the volumes vs the other (floor)", {"per_seed": {m: [v] for m, v in floor.items()}}))
 
+    paired, versus = paired_table(args.paired, results, real) if args.paired in results else ("", {})
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, CPU"
     block = "\n".join([
         table(rows), "",
@@ -166,6 +187,10 @@ def main() -> None:
         f"({len(refs) - len(held_out)} volumes left out: a learned method trained or validated on them). Methods: "
         f"mean ± sd over seeds {', '.join(map(str, args.seeds))}; told the set's acquisition ({FAMILY}, 3 T) unless the "
         "row says unknown. Lower is closer to real phase; the classifier AUROC's floor is 0.5.", "",
+        *([paired, "",
+           f"Paired differences ({args.paired} minus each method, mean over the seeds) with bootstrap 95% intervals "
+           f"over the {len(volumes)} volumes (one draw of volumes for both methods and the real phase; "
+           f"negative: {args.paired} is closer; an interval that spans 0: no measured difference).", ""] if paired else []),
         f"Made by `python benchmarks/phase_realism.py` on {_dt.date.today().isoformat()} ({machine}; "
         f"{time.perf_counter() - started:.0f} s).",
     ])  # fmt: skip
@@ -174,7 +199,8 @@ def main() -> None:
         write_docs(block)
         print(f"wrote the table into {DOCS.relative_to(ROOT)}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        plain = {label: {k: v for k, v in result.items() if k != "statistics"} for label, result in results.items()}
+        args.json.write_text(json.dumps({"results": plain, "paired": {"subject": args.paired, "minus": versus}}, indent=2) + "\n")
     facts = {"set": f"held-out volumes of {args.data.name} ({len(pairs)} slices; never trained or validated on)",
              "seeds": args.seeds, "measured": _dt.date.today().isoformat(), "lower_is_closer": True}  # fmt: skip
     for name in args.card:
@@ -184,7 +210,9 @@ def main() -> None:
             print(f"--card {name}: no checkpoint to record into")
             continue
         speed = cpu_speed(synthesizer, pairs)
-        record(Path(path).with_suffix(".json"), results[name]["mean"], results["physics"]["mean"], facts, speed)
+        against = paired_difference(results[name]["statistics"], results["physics"]["statistics"], real)
+        noise = {"receiver_noise": synthesizer.settings().get("receiver_noise")}  # type: ignore[attr-defined]
+        record(Path(path).with_suffix(".json"), results[name]["mean"], results["physics"]["mean"], {**facts, **noise}, speed, against)
         print(f"recorded the {FAMILY} realism in {Path(path).with_suffix('.json')}")
 
 

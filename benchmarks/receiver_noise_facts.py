@@ -5,11 +5,13 @@ noise_correlation options should be for data like the shared spin echoes.
 
 On complex slices (magnitude x exp(i phase)) the noise can be measured where a magnitude-only
 pipeline cannot see it:
-* level: Immerkaer's noise operator (`physics._LAPLACE_DIFFERENCE`, blind to linear trends) on the
-  real and imaginary parts inside the eroded tissue mask, against the sigma that
-  `physics.noise_and_mask` estimates from the magnitude alone (the background's Rayleigh peak, or
-  the same operator on the magnitude). The ratio is what noise_gain corrects. Tissue texture can only
-  raise the complex estimate, so the ratio is an upper bound.
+* level: Immerkaer's noise operator (`physics._immerkaer_sigma`, blind to linear trends) on the
+  real and imaginary parts inside the eroded tissue mask, against the two sigmas a magnitude-only
+  pipeline can estimate (`noise_level` floor: `physics.noise_and_mask`, the background's Rayleigh
+  peak or the same operator on the magnitude; `noise_level` tissue: `physics.tissue_noise`, the
+  operator on the magnitude in the eroded tissue). The median ratio is what noise_gain corrects, its
+  spread over slices what no constant gain can. Tissue texture can only raise the complex estimate,
+  so the ratios are upper bounds.
 * correlation: the normalized lag-1 autocorrelation of the complex values in the background (4
   pixels away from any tissue) along rows and columns; lags 2 to 32 show how much of it is a
   coherent, slowly varying part (ghosts, ringing) rather than correlated noise.
@@ -38,7 +40,7 @@ from scipy import ndimage  # noqa: E402
 from kspacify import phase  # noqa: E402
 from kspacify.benchmark import SHARED_REAL_PHASE_TRAIN, SHARED_TRAIN_ACQUISITION  # noqa: E402
 from kspacify.datasets import fingerprint, list_volumes, load_pairs  # noqa: E402
-from kspacify.phase.physics import _LAPLACE_DIFFERENCE, GAUSS_MAD, PhysicsSettings, noise_and_mask  # noqa: E402
+from kspacify.phase.physics import PhysicsSettings, _immerkaer_sigma, noise_and_mask, tissue_noise  # noqa: E402
 
 
 def lag_correlation(z: np.ndarray, region: np.ndarray, axis: int, lag: int) -> complex:
@@ -62,19 +64,22 @@ def main() -> None:
     pairs = load_pairs(refs, 256, SHARED_TRAIN_ACQUISITION)
     magnitude = pairs.magnitude
     z = magnitude * np.exp(1j * pairs.phase.astype(np.float64))
-    sigma, mask, _ = noise_and_mask(magnitude, PhysicsSettings())
+    sigma, mask, weight = noise_and_mask(magnitude, PhysicsSettings())
+    in_tissue = tissue_noise(magnitude, weight, np.full(len(magnitude), np.nan))
     tissue = ndimage.binary_erosion(mask, structure=np.ones((1, 3, 3)), iterations=3)
     background = ~ndimage.binary_dilation(mask, structure=np.ones((1, 3, 3)), iterations=4)
-    kernel = _LAPLACE_DIFFERENCE[None]
-    responses = [np.abs(ndimage.convolve(part, kernel, mode="nearest")) for part in (z.real, z.imag)]
-    ratios = []
+    responses = [_immerkaer_sigma(part.astype(np.float32)) for part in (z.real, z.imag)]
+    ratios: dict[str, list[float]] = {"floor": [], "tissue": []}
     for i in range(len(magnitude)):
-        if tissue[i].sum() >= 1000 and sigma[i] > 0:
-            complex_sigma = np.median(np.concatenate([r[i][tissue[i]] for r in responses])) / (GAUSS_MAD * 6.0)
-            ratios.append(complex_sigma / sigma[i])
-    q1, median, q3 = np.percentile(ratios, [25, 50, 75])
-    print(f"{len(refs)} training volumes, {len(magnitude)} slices ({len(ratios)} with enough tissue)")
-    print(f"noise level: complex-domain sigma in tissue / magnitude estimate = {median:.3f} (IQR {q1:.3f} to {q3:.3f})")
+        if tissue[i].sum() >= 1000 and sigma[i] > 0 and np.isfinite(in_tissue[i]):
+            complex_sigma = np.median(np.concatenate([r[i][tissue[i]] for r in responses]))
+            ratios["floor"].append(complex_sigma / sigma[i])
+            ratios["tissue"].append(complex_sigma / in_tissue[i])
+    print(f"{len(refs)} training volumes, {len(magnitude)} slices ({len(ratios['floor'])} with enough tissue)")
+    for level, values in ratios.items():
+        q1, median, q3 = np.percentile(values, [25, 50, 75])
+        print(f"noise level: complex-domain sigma in tissue / magnitude estimate ({level}) = {median:.3f} "
+              f"(IQR {q1:.3f} to {q3:.3f}; coefficient of variation over slices {np.std(values) / np.mean(values):.3f})")  # fmt: skip
     print("background complex correlation (real part), rows | columns:")
     for lag in (1, 2, 3, 4, 8, 16, 32):
         rows, cols = (lag_correlation(z, background, axis, lag).real for axis in (1, 2))

@@ -52,6 +52,7 @@ from kspacify import phase
 from kspacify.acquisition import UNKNOWN, Acquisition, Family
 from kspacify.atomic import write_json
 from kspacify.errors import UsageError
+from kspacify.intervals import mean_interval
 from kspacify.recon.masks import MASKS, make_mask
 from kspacify.recon.varnet import VarNetConfig
 
@@ -75,7 +76,6 @@ ZERO_FILLED = "zero-filled"
 METHODS = (ZERO_FILLED, "zero", "smooth", "physics", "gan", "sbdm", "gt")  # the paper's, plus zero and physics
 MASK_SEED = 0  # validation and test masks: eval_mask(sampling, width, MASK_SEED, key, slice)
 DATA_SEED = 0  # splits and training-set phase synthesis
-BOOTSTRAP_SEED, BOOTSTRAP_SAMPLES = 0, 4000
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SHARED_REAL_PHASE_TRAIN = SHARED_DATA / "real-phase-train"
@@ -371,16 +371,6 @@ def _summarize(cells: list[dict[str, Any]], order: Sequence[str]) -> list[dict[s
     return rows
 
 
-def bootstrap_interval(differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """The 95% percentile interval of the mean of `differences` (one value per test volume) over
-    `samples` resamplings of the volumes with replacement."""
-    values = np.asarray(differences, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def paired_differences(cells: list[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
     """For every (R, ACS) and every pair of methods (a listed before b), per metric: the mean over
     test volumes of (a - b), each volume's value being its mean over seeds, with a bootstrap 95%
@@ -403,7 +393,7 @@ def paired_differences(cells: list[dict[str, Any]], order: Sequence[str]) -> lis
                     if not volumes:
                         continue
                     d = np.array([np.mean(va[v]) - np.mean(vb[v]) for v in volumes])
-                    low, high = bootstrap_interval(d)
+                    low, high = mean_interval(d)
                     sign = -1 if name in LOWER_IS_BETTER else 1
                     verdict = f"{a} > {b}" if sign * low > 0 and sign * high > 0 else f"{a} < {b}" if sign * low < 0 and sign * high < 0 else "within uncertainty"
                     rows.append({"a": a, "b": b, "acceleration": r, "acs": acs, "metric": name, "difference": float(d.mean()),

@@ -239,7 +239,28 @@ def test_auto_takes_a_checkpoint_only_when_its_card_beats_physics(checkpoint, mo
     ok, reason = with_realism({"model": {**physics, "feature_fd": 9.0}, "physics": physics})
     assert not ok and "less realistic than physics" in reason and "; feature_fd 9 vs 7.7)" in reason
     ok, reason = with_realism({"model": {k: v / 2 for k, v in physics.items()}, "physics": physics})
-    assert ok and "more realistic than physics" in reason
+    assert ok and "more realistic than physics" in reason and "on every measure" in reason
+
+    def interval(low, high):
+        return {"difference": (low + high) / 2, "interval_95": [low, high]}
+
+    # paired intervals decide where the card has them: a higher mean inside the interval is a tie
+    model = {**physics, "gradient_w1": 0.075, "spectrum_rms": 0.2}
+    paired = {"gradient_w1": interval(-0.001, 0.01), "spectrum_rms": interval(-0.05, -0.03), "feature_fd": interval(-1, 1)}
+    ok, reason = with_realism({"model": model, "physics": physics, "model_minus_physics": paired})
+    assert ok and "no measured difference in gradient_w1, feature_fd" in reason
+    ok, reason = with_realism({"model": model, "physics": physics, "model_minus_physics": {**paired, "gradient_w1": interval(0.001, 0.01)}})
+    assert not ok and "gradient_w1 0.075 vs 0.07" in reason
+    ties = {m: interval(-1, 1) for m in physics}
+    ok, reason = with_realism({"model": model, "physics": physics, "model_minus_physics": ties})
+    assert not ok and "closer on no measure" in reason
+    # a measure without an interval (the classifier's AUROC) can veto by its mean, not carry the model
+    with_auroc = {**physics, "classifier_auroc": 1.0}
+    ok, reason = with_realism({"model": {**model, "classifier_auroc": 0.999}, "physics": with_auroc, "model_minus_physics": ties})
+    assert not ok and "closer on no measure" in reason
+    ok, reason = with_realism({"model": {**model, "classifier_auroc": 1.0}, "physics": {**with_auroc, "classifier_auroc": 0.99},
+                               "model_minus_physics": paired})  # fmt: skip
+    assert not ok and "classifier_auroc 1 vs 0.99" in reason
 
 
 def test_a_conditioned_checkpoint_reads_the_acquisition(tmp_path):

@@ -60,7 +60,41 @@ def test_noise_gain_scales_the_phase_scatter_in_tissue():
     assert float(np.std(loud[:, core]) / np.std(plain[:, core])) == pytest.approx(3.0, rel=0.05)
 
 
-@pytest.mark.parametrize("option", [{"noise_gain": "0"}, {"noise_gain": "11"}, {"noise_correlation": "0.8"}, {"noise_correlation": "-0.1"}])
+def test_noise_level_tissue_follows_the_noise_in_the_tissue_not_the_floor():
+    """Coil combination makes noise vary in space: here the tissue's noise is 3x the background's.
+    `noise_level=tissue` (the default) measures it where the phase is measured and gives the tissue
+    the phase scatter of that noise; `floor` takes the background's Rayleigh peak, 3x too quiet."""
+    from kspacify.phase.physics import PhysicsSettings, noise_and_mask, tissue_noise, with_measurement_noise
+
+    rng = np.random.default_rng(6)
+    yy, xx = np.mgrid[-1:1:128j, -1:1:128j]
+    inside = (xx**2 + yy**2) < 0.4
+    ramp = 0.8 + 0.2 * xx  # a linear trend, which Immerkaer's operator ignores
+    sigma = np.where(inside, 0.03, 0.01)
+    noise = sigma * (rng.standard_normal((4, 128, 128)) + 1j * rng.standard_normal((4, 128, 128)))
+    magnitude = np.abs(inside * ramp + noise).astype(np.float32)
+    floor, _, weight = noise_and_mask(magnitude, PhysicsSettings())
+    assert floor == pytest.approx(0.01, rel=0.15)
+    assert tissue_noise(magnitude, weight, floor) == pytest.approx(0.03, rel=0.1)
+    flat = np.zeros_like(magnitude)
+    core = (xx**2 + yy**2) < 0.3
+    scatter = {level: float(np.std(with_measurement_noise(magnitude, flat, np.random.default_rng(7), PhysicsSettings(noise_level=level))[:, core]))
+               for level in ("tissue", "floor")}  # fmt: skip
+    expected = float(np.mean(0.03 / ramp[core]))  # sigma / amplitude rad
+    assert scatter["tissue"] == pytest.approx(expected, rel=0.1)
+    assert scatter["floor"] == pytest.approx(expected / 3, rel=0.15)
+
+
+def test_tissue_noise_falls_back_to_the_floor_without_tissue():
+    from kspacify.phase.physics import tissue_noise
+
+    magnitude = np.random.default_rng(0).random((2, 32, 32)).astype(np.float32)
+    weight = np.zeros_like(magnitude)
+    weight[1, 10:14, 10:14] = 1.0  # 16 pixels: too few to measure in
+    assert tissue_noise(magnitude, weight, np.array([0.2, 0.3])).tolist() == pytest.approx([0.2, 0.3])
+
+
+@pytest.mark.parametrize("option", [{"noise_gain": "0"}, {"noise_gain": "11"}, {"noise_correlation": "0.8"}, {"noise_correlation": "-0.1"}, {"noise_level": "coil"}])
 def test_out_of_range_noise_options_are_errors(option):
     with pytest.raises((UsageError, ValueError)):
         phase.create("physics", **option)
@@ -135,7 +169,7 @@ def test_learned_methods_take_the_receiver_options(method, tmp_path):
     assert phasor_lag1(plain.synthesize(magnitude, np.random.default_rng(1))) < 0.1
     assert phasor_lag1(correlated.synthesize(magnitude, np.random.default_rng(1))) > 0.2
     settings = correlated.settings()
-    assert settings["receiver_noise"] == {"noise_gain": 1.0, "noise_correlation": 0.5, "signal_amplitude": "mask"}
+    assert settings["receiver_noise"] == {"noise_gain": 1.0, "noise_correlation": 0.5, "noise_level": "tissue", "signal_amplitude": "mask"}
     json.dumps(settings)
     with pytest.raises((UsageError, ValueError), match=f"{method} phase: noise_gain"):
         phase.create(method, device="cpu", checkpoint=str(path), noise_gain="0")

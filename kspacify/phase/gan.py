@@ -14,7 +14,7 @@ noise inputs (card `config.generator.noise_channels` > 0; absent in older cards:
 noise from the passed generator too, so each seed draws another phase map and the same seed the
 same one. With
 `background=noise` (default) the output is the angle of magnitude x tissue weight x exp(i phase) +
-sigma (n1 + i n2) with sigma and the weight from `physics.noise_and_mask`: the noise floor gets
+sigma (n1 + i n2) with sigma and the weight as `physics` estimates them: the noise floor gets
 uniform noise phase as in real images, which a deterministic network cannot draw; the receiver
 options (`physics.ReceiverNoise`) shape that noise exactly as they do for `physics`.
 The magnitude is not touched: only phase is returned.

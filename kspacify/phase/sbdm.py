@@ -16,11 +16,11 @@ grid is coarser than the slice) the output is the angle of
 
     magnitude x tissue_weight x exp(i phi_sampled) + sigma (n1 + i n2),
 
-with sigma and the soft tissue weight estimated by `physics.noise_and_mask` (the model the `physics`
-method uses; `physics.with_measurement_noise` applies it), n1, n2 ~ N(0, 1) from the passed
-generator: background pixels get uniform phase drawn directly rather than a blurred, upsampled
-imitation of it. The receiver options (`physics.ReceiverNoise`: noise_gain, noise_correlation,
-signal_amplitude) shape that noise exactly as they do for `physics`.
+with sigma (measured in the tissue, `physics.tissue_noise`) and the soft tissue weight estimated as
+the `physics` method does (`physics.with_measurement_noise` applies it), n1, n2 ~ N(0, 1) from the
+passed generator: background pixels get uniform phase drawn directly rather than a blurred,
+upsampled imitation of it. The receiver options (`physics.ReceiverNoise`: noise_gain,
+noise_correlation, noise_level, signal_amplitude) shape that noise exactly as they do for `physics`.
 
 Training at a low resolution must build its pairs the way `sbdm.grid.to_diffusion_grid` does (magnitude
 area-averaged; target phasor = area average of magnitude x exp(i phase), normalized to unit length,

@@ -40,6 +40,7 @@ from kspacify.realism.summary import (
     describe,
     describe_directory,
     describe_slices,
+    paired_difference,
     realism_distances,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "gradient_histograms",
     "histogram_distance",
     "object_mask",
+    "paired_difference",
     "radial_spectra",
     "realism_distances",
     "spectrum_distance",

@@ -40,15 +40,18 @@ def real_statistics(pairs: Any, net: Any) -> PhaseStatistics:
 def evaluate_method(
     synthesizer: Any, pairs: Any, seeds: Sequence[int], net: Any, real: PhaseStatistics | None = None, classifier: bool = True
 ) -> dict[str, Any]:
-    """Mean and per-seed values of every measure of `synthesizer` against the real phase of `pairs`."""
+    """Mean and per-seed values of every measure of `synthesizer` against the real phase of `pairs`,
+    and the per-seed statistics of its phase ("statistics", for `summary.paired_difference`)."""
     real = real if real is not None else real_statistics(pairs, net)
     groups = [pairs.keys[int(v)] for v in pairs.volume]
     values: dict[str, list[float]] = {m: [] for m in ALL_MEASURES}
+    statistics = []
     for seed in seeds:
         fake = synthesize_set(synthesizer, pairs, seed)
-        for name, value in compare(describe(pairs.magnitude, fake, features=net, keys=groups), real).items():
+        statistics.append(describe(pairs.magnitude, fake, features=net, keys=groups))
+        for name, value in compare(statistics[-1], real).items():
             values[name].append(float(value))
         if classifier:
             values["classifier_auroc"].append(classifier_auroc(pairs.magnitude, pairs.phase, fake, groups, seed=seed))
     measured = {m: v for m, v in values.items() if v}
-    return {"mean": {m: float(np.mean(v)) for m, v in measured.items()}, "per_seed": measured}
+    return {"mean": {m: float(np.mean(v)) for m, v in measured.items()}, "per_seed": measured, "statistics": statistics}
