@@ -189,7 +189,7 @@ def main() -> None:
         "row says unknown. Lower is closer to real phase; the classifier AUROC's floor is 0.5.", "",
         *([paired, "",
            f"Paired differences ({args.paired} minus each method, mean over the seeds) with bootstrap 95% intervals "
-           f"over the {len(volumes)} volumes (one draw of volumes for both methods and the real phase; "
+           f"over the {len(volumes)} volumes and the seeds (one draw of volumes for both methods and the real phase; "
            f"negative: {args.paired} is closer; an interval that spans 0: no measured difference).", ""] if paired else []),
         f"Made by `python benchmarks/phase_realism.py` on {_dt.date.today().isoformat()} ({machine}; "
         f"{time.perf_counter() - started:.0f} s).",
