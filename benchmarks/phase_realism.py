@@ -69,7 +69,7 @@ def table(rows: list[tuple[str, dict]]) -> str:
 
 def paired_table(subject: str, results: dict[str, dict], real) -> tuple[str, dict[str, dict]]:  # type: ignore[no-untyped-def]
     """Markdown rows of `subject` minus every other method told the acquisition, per measure, with the
-    bootstrap 95% interval over volumes (`realism.paired_difference`), and the numbers themselves."""
+    bootstrap 95% interval over volumes and seeds (`realism.paired_difference`), and the numbers themselves."""
     lines = [f"| {subject} − method | " + " | ".join(LABELS[m] for m in MEASURES) + " |", "| --- |" + " ---: |" * len(MEASURES)]
     numbers = {}
     for label, result in results.items():
@@ -210,7 +210,8 @@ def main() -> None:
             print(f"--card {name}: no checkpoint to record into")
             continue
         speed = cpu_speed(synthesizer, pairs)
-        against = paired_difference(results[name]["statistics"], results["physics"]["statistics"], real)
+        against = versus["physics"] if name == args.paired and "physics" in versus else \
+            paired_difference(results[name]["statistics"], results["physics"]["statistics"], real)  # fmt: skip
         noise = {"receiver_noise": synthesizer.settings().get("receiver_noise")}  # type: ignore[attr-defined]
         record(Path(path).with_suffix(".json"), results[name]["mean"], results["physics"]["mean"], {**facts, **noise}, speed, against)
         print(f"recorded the {FAMILY} realism in {Path(path).with_suffix('.json')}")
