@@ -15,7 +15,10 @@ synthetic. A diagnostic for docs/phase-methods.md, not a realism measure of its 
 phase wherever the soft tissue weight is 1/2 or more, and a candidate outside it (seeds 0 and 1,
 mean AUROC): uniform noise; correlated noise (the receiver options' 3-tap kernel, lag-1 0.15, the
 value measured on the training blocks); the real phase under the amplitude the magnitude implies
-(`signal_amplitude=rician`) plus that noise; the slice's own real background mirrored left-right
+(`signal_amplitude=rician`) plus that noise; complex Gaussian noise with the power spectrum of the
+slice's background (weight < 0.05), measured on the magnitude (what a synthesizer could know) or on
+the real complex image (an oracle of the noise colour: the real phase's colour, none of its
+placement); the slice's own real background mirrored left-right
 (every statistic real, its placement not); and the real background of the neighbouring slice of
 the same volume (real, and placed by almost the same anatomy).
 """
@@ -54,6 +57,17 @@ def phasor_lag1(phase: np.ndarray, region: np.ndarray) -> float:
     return float(np.abs(np.concatenate(products).mean()))
 
 
+def coloured_noise(field: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Complex Gaussian noise (B, H, W) with, per slice, the power spectrum of `field` inside
+    `region` (zero outside; smoothed over 2 frequency bins): the noise colour of that region."""
+    out = np.empty(field.shape, np.complex128)
+    for i in range(len(field)):
+        power = ndimage.gaussian_filter(np.abs(np.fft.fft2(np.where(region[i], field[i], 0))) ** 2, 2, mode="wrap")
+        white = rng.standard_normal(field.shape[1:]) + 1j * rng.standard_normal(field.shape[1:])
+        out[i] = np.fft.ifft2(np.sqrt(power / power.mean()) * np.fft.fft2(white))
+    return out
+
+
 def backgrounds(pairs, seeds: tuple[int, ...] = (0, 1)) -> None:  # type: ignore[no-untyped-def]
     """The `--backgrounds` table (module doc)."""
     magnitude, real = pairs.magnitude, pairs.phase
@@ -63,11 +77,15 @@ def backgrounds(pairs, seeds: tuple[int, ...] = (0, 1)) -> None:  # type: ignore
     rng = np.random.default_rng(0)
     noise = noise_sigma * (receiver_noise(real.shape, rng, 0.15) + 1j * receiver_noise(real.shape, rng, 0.15))
     implied = np.sqrt(np.maximum(magnitude**2 - 2 * sigma[:, None, None] ** 2, 0))
+    outside = weight < 0.05
+    centred = magnitude - (magnitude * outside).sum((1, 2), keepdims=True) / np.maximum(outside.sum((1, 2), keepdims=True), 1)
     neighbour = np.array([i + 1 if i + 1 < len(real) and pairs.volume[i + 1] == pairs.volume[i] else i - 1 for i in range(len(real))])
     candidates = {
         "uniform noise": rng.uniform(-np.pi, np.pi, real.shape),
         "correlated noise (lag-1 0.15)": np.angle(noise),
         "real phase, implied amplitude, + correlated noise": np.angle(implied * np.exp(1j * real) + noise),
+        "noise coloured like the slice's magnitude background": np.angle(coloured_noise(centred, outside, rng)),
+        "noise coloured like the slice's real complex background": np.angle(coloured_noise(magnitude * np.exp(1j * real), outside, rng)),
         "the slice's real background, mirrored left-right": real[:, :, ::-1],
         "the neighbouring slice's real background": real[neighbour],
     }

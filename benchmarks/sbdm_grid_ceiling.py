@@ -5,7 +5,8 @@
     python benchmarks/sbdm_grid_ceiling.py --signal-amplitude rician                   # faint signal kept coherent
 
 The bundled SBDM samples a unit phasor on a coarse grid and `kspacify.phase.sbdm` brings it to
-256 x 256 by bilinear interpolation, then adds the receiver noise of `physics.with_measurement_noise`.
+256 x 256 by bilinear interpolation, then adds the receiver noise of `physics.with_measurement_noise`
+(the share the grid does not already carry, `sbdm.grid.residual_noise_gain`, times --noise-gain).
 A perfect model would sample exactly the grid phasor of real phase. This script builds that
 "oracle" on the held-out real spin-echo slices (the ones `phase_realism.py` scores: no volume a
 bundled learned model saw): the real phase area-averaged to the grid (`sbdm.grid.to_diffusion_grid`,
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +53,7 @@ def oracle(pairs, grid: int, seed: int, noise: PhysicsSettings, batch_size: int 
     import torch.nn.functional as F
 
     from kspacify.sbdm import phasor_to_phase
-    from kspacify.sbdm.grid import to_diffusion_grid
+    from kspacify.sbdm.grid import residual_noise_gain, to_diffusion_grid
 
     out = np.empty_like(pairs.magnitude)
     height, width = pairs.magnitude.shape[-2:]
@@ -63,7 +65,8 @@ def oracle(pairs, grid: int, seed: int, noise: PhysicsSettings, batch_size: int 
             _, target = to_diffusion_grid(torch.from_numpy(magnitude)[:, None], (grid, grid), torch.from_numpy(pairs.phase[part]))
             if (grid, grid) != (height, width):
                 target = F.interpolate(target, size=(height, width), mode="bilinear", align_corners=False)
-            out[part] = with_measurement_noise(magnitude, phasor_to_phase(target).numpy(), stream(seed, key, start), noise)
+            residual = replace(noise, noise_gain=noise.noise_gain * residual_noise_gain((grid, grid), height, width))
+            out[part] = with_measurement_noise(magnitude, phasor_to_phase(target).numpy(), stream(seed, key, start), residual)
     return out
 
 

@@ -112,6 +112,25 @@ def test_background_gets_uniform_phase_and_tissue_keeps_the_sampled_phase(checkp
     assert np.median(np.abs(np.angle(np.exp(1j * (noisy[inside] - plain[inside]))))) < 0.05
 
 
+def test_noise_adds_only_the_share_the_grid_does_not_carry(checkpoint):
+    """A grid cell averages pixels / cells pixels, so sampled phase keeps 1/(that) of the noise
+    variance; the receiver noise added after upsampling is the rest (sigma x sqrt(1 - cells/pixels))."""
+    from kspacify.phase.physics import ReceiverNoise, with_measurement_noise
+
+    assert grid.residual_noise_gain((16, 16), 32, 32) == pytest.approx(np.sqrt(0.75))
+    assert grid.residual_noise_gain((32, 32), 256, 256) == pytest.approx(np.sqrt(1 - 1 / 64))
+    assert grid.residual_noise_gain((32, 32), 32, 32) == grid.residual_noise_gain((32, 32), 16, 16) == 0.0
+    small, _ = phantom(batch=1, size=8)  # a slice smaller than the 16 x 16 grid gets all the noise
+    assert np.isfinite(synth(checkpoint, steps=2, background="noise").synthesize(small, np.random.default_rng(0))).all()
+    magnitude, _ = phantom(batch=2, size=32)
+    noisy = synth(checkpoint, steps=4, background="noise", noise_gain=2.0).synthesize(magnitude, np.random.default_rng(5))
+    plain = synth(checkpoint, steps=4, background="model").synthesize(magnitude, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    rng.integers(0, 2**63 - 1)  # the sampler's torch seed comes first from the stream
+    expected = with_measurement_noise(magnitude, plain, rng, ReceiverNoise(noise_gain=2.0 * np.sqrt(0.75)))
+    np.testing.assert_allclose(np.angle(np.exp(1j * (noisy - expected))), 0, atol=1e-4)
+
+
 def test_training_pairs_on_the_diffusion_grid():
     magnitude = torch.rand(2, 1, 32, 32) + 0.1
     phase_map = torch.full((2, 32, 32), 2.5)

@@ -16,10 +16,12 @@ grid is coarser than the slice) the output is the angle of
 
     magnitude x tissue_weight x exp(i phi_sampled) + sigma (n1 + i n2),
 
-with sigma (measured in the tissue, `physics.tissue_noise`) and the soft tissue weight estimated as
-the `physics` method does (`physics.with_measurement_noise` applies it), n1, n2 ~ N(0, 1) from the
-passed generator: background pixels get uniform phase drawn directly rather than a blurred,
-upsampled imitation of it. The receiver options (`physics.ReceiverNoise`: noise_gain,
+with sigma (measured in the tissue, `physics.tissue_noise`, times `grid.residual_noise_gain`: the
+share of the noise that a coarser grid's area-averaged phase does not already carry; all of it on a
+grid no coarser than the slice, where `background=noise` is a choice over the network's own) and
+the soft tissue weight estimated as the `physics` method does (`physics.with_measurement_noise`
+applies it), n1, n2 ~ N(0, 1) from the passed generator: background pixels get uniform phase drawn
+directly rather than a blurred, upsampled imitation of it. The receiver options (`physics.ReceiverNoise`: noise_gain,
 noise_correlation, noise_level, signal_amplitude) shape that noise exactly as they do for `physics`.
 
 Training at a low resolution must build its pairs the way `sbdm.grid.to_diffusion_grid` does (magnitude
@@ -29,7 +31,7 @@ so tissue rather than background noise sets the coarse phase).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -164,7 +166,7 @@ class SbdmPhase:
 
         from kspacify.sbdm import phasor_to_phase
         from kspacify.sbdm.conditioning import condition, encode
-        from kspacify.sbdm.grid import diffusion_grid, to_diffusion_grid
+        from kspacify.sbdm.grid import diffusion_grid, residual_noise_gain, to_diffusion_grid
 
         magnitude = np.nan_to_num(np.maximum(np.asarray(magnitude, dtype=np.float32), 0.0))
         if magnitude.ndim != 3:
@@ -186,7 +188,10 @@ class SbdmPhase:
         phase = phasor_to_phase(phasor).cpu().numpy()
         background = self.background if self.background != "auto" else ("model" if grid == (height, width) else "noise")
         if background == "noise":
-            phase = with_measurement_noise(magnitude, phase, rng, self.receiver)
+            coarser = grid[0] * grid[1] < height * width
+            share = residual_noise_gain(grid, height, width) if coarser else 1.0
+            gain = self.receiver.noise_gain * share
+            phase = with_measurement_noise(magnitude, phase, rng, replace(self.receiver, noise_gain=gain))
         return wrap(phase)
 
 
