@@ -188,9 +188,7 @@ class SbdmPhase:
         phase = phasor_to_phase(phasor).cpu().numpy()
         background = self.background if self.background != "auto" else ("model" if grid == (height, width) else "noise")
         if background == "noise":
-            coarser = grid[0] * grid[1] < height * width
-            share = residual_noise_gain(grid, height, width) if coarser else 1.0
-            gain = self.receiver.noise_gain * share
+            gain = self.receiver.noise_gain * residual_noise_gain(grid, height, width)
             phase = with_measurement_noise(magnitude, phase, rng, replace(self.receiver, noise_gain=gain))
         return wrap(phase)
 

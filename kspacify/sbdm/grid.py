@@ -23,16 +23,17 @@ def diffusion_grid(height: int, width: int, size: int, multiple: int) -> tuple[i
 
 
 def residual_noise_gain(grid: tuple[int, int], height: int, width: int) -> float:
-    """The share of the receiver noise sigma that phase sampled on `grid` and upsampled to
-    (height, width) does not already carry: sqrt(1 - cells / pixels).
+    """The share of the receiver noise sigma that phase sampled on a coarser `grid` and upsampled to
+    (height, width) does not already carry: sqrt(1 - cells / pixels); 1 on a grid no coarser than
+    the slice (there `background=noise` is a choice over the network's own noise, taken whole).
 
     A grid cell is the area average of (height x width) / cells pixels, so its phase keeps the
     pixels' complex noise at variance sigma^2 x cells / pixels, and a model trained on such targets
     learns that noise. Adding the full sigma on top counts it twice: on the 128 x 128 oracle
     (real phase on the grid, docs/phase-methods.md) gradient W1 is 0.044 with the full sigma and
-    0.008 with this share (0.866), against a floor of 0.007. On 32 x 32 it is 0.992; 0 where the
-    grid is no coarser than the slice."""
-    return float(max(0.0, 1.0 - (grid[0] * grid[1]) / (height * width)) ** 0.5)
+    0.008 with this share (0.866), against a floor of 0.007. On 32 x 32 it is 0.992."""
+    cells, pixels = grid[0] * grid[1], height * width
+    return float((1.0 - cells / pixels) ** 0.5) if cells < pixels else 1.0
 
 
 def to_diffusion_grid(
