@@ -120,7 +120,7 @@ def test_noise_adds_only_the_share_the_grid_does_not_carry(checkpoint):
     assert grid.residual_noise_gain((16, 16), 32, 32) == pytest.approx(np.sqrt(0.75))
     assert grid.residual_noise_gain((32, 32), 256, 256) == pytest.approx(np.sqrt(1 - 1 / 64))
     assert grid.residual_noise_gain((32, 32), 32, 32) == grid.residual_noise_gain((32, 32), 16, 16) == 1.0  # noise forced: whole
-    small, _ = phantom(batch=1, size=8)  # a slice smaller than the 16 x 16 grid gets all the noise
+    small, _ = phantom(batch=1, size=8)  # smaller than the 16 x 16 grid: sampling still runs (gain 1, above)
     assert np.isfinite(synth(checkpoint, steps=2, background="noise").synthesize(small, np.random.default_rng(0))).all()
     magnitude, _ = phantom(batch=2, size=32)
     noisy = synth(checkpoint, steps=4, background="noise", noise_gain=2.0).synthesize(magnitude, np.random.default_rng(5))

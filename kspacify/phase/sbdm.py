@@ -21,8 +21,9 @@ share of the noise that a coarser grid's area-averaged phase does not already ca
 grid no coarser than the slice, where `background=noise` is a choice over the network's own) and
 the soft tissue weight estimated as the `physics` method does (`physics.with_measurement_noise`
 applies it), n1, n2 ~ N(0, 1) from the passed generator: background pixels get uniform phase drawn
-directly rather than a blurred, upsampled imitation of it. The receiver options (`physics.ReceiverNoise`: noise_gain,
-noise_correlation, noise_level, signal_amplitude) shape that noise exactly as they do for `physics`.
+directly rather than a blurred, upsampled imitation of it. The receiver options
+(`physics.ReceiverNoise`: noise_gain, noise_correlation, noise_level, signal_amplitude) shape that
+noise exactly as they do for `physics`.
 
 Training at a low resolution must build its pairs the way `sbdm.grid.to_diffusion_grid` does (magnitude
 area-averaged; target phasor = area average of magnitude x exp(i phase), normalized to unit length,
