@@ -148,8 +148,9 @@ def test_two_runs_into_one_folder_both_succeed(tmp_path, reference):
         nifti(inputs / f"v{index}.nii", np.full((32, 32, 16), 10.0 + index, np.float32))
     command = [sys.executable, "-m", "kspacify", "convert", str(inputs), str(tmp_path / "out"), *ARGS, "--overwrite"]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for process in runs:
-        stdout, stderr = process.communicate(timeout=120)
+    # both end before the folder is checked: while one still runs, its in-flight temporaries are legitimate
+    finished = [(process, *process.communicate(timeout=120)) for process in runs]
+    for process, stdout, stderr in finished:
         verify(Run(process.returncode, stdout, stderr), tmp_path, Expect(0, extra=6), reference)
 
 
